@@ -1,0 +1,1 @@
+"""Platform adapters: convert platform events to invocations and render neutral messages."""

@@ -1,0 +1,1 @@
+"""cohortbot: keeps peer-mentoring cohorts running on Slack, Matrix and the terminal."""

@@ -1,0 +1,5 @@
+"""`python -m bot` is `cohortbot`."""
+
+from bot.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Pure chat layer: the command grammar, help text and platform-neutral messages."""

@@ -1,0 +1,262 @@
+"""Commands: what a person asked the bot to do, already parsed and typed.
+
+One frozen dataclass per command; the service has one handler per class. Dates and times stay
+as the words the person typed (`DayRef`, naive local datetimes) because only the service knows
+which cohort's zone and which "next" session they refer to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from bot.domain.refs import UserRef
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DayRef:
+    """`next` (the next session) or a range of days, inclusive."""
+
+    next: bool = False
+    first: date | None = None
+    last: date | None = None
+
+
+class Command:
+    """Base class of every command (for typing only)."""
+
+
+# --- anyone / member -------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Help(Command):
+    topic: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Next(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShowSchedule(Command):
+    count: int = 4
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Away(Command):
+    when: DayRef
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Back(Command):
+    when: DayRef | None  # None: every recorded absence
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequestSwap(Command):
+    role: str
+    other: UserRef
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnswerSwap(Command):
+    accept: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddAction(Command):
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListActions(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnswerAction(Command):
+    number: int
+    answer: str  # done | partly | notyet | dropped
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EditAction(Command):
+    number: int
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShowCheckin(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShareCheckins(Command):
+    share: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AskQuestion(Command):
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListQuestions(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QuestionStatus(Command):
+    code: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Upvote(Command):
+    number: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Retract(Command):
+    code: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetTimezone(Command):
+    zone: str | None  # None: show the current one
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ForgetMe(Command):
+    confirmed: bool
+
+
+# --- facilitator -----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PostPrompt(Command):
+    text: str
+    next_session: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionStart(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionNext(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionEnd(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CancelSession(Command):
+    when: DayRef
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MoveSession(Command):
+    when: DayRef
+    to: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddSession(Command):
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReviewQuestions(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApproveQuestion(Command):
+    review_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReturnQuestion(Command):
+    review_id: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReleaseQuestions(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShowSummary(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AssignRole(Command):
+    role: str
+    member: UserRef
+    when: DayRef
+
+
+# --- admin -----------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CreateCohort(Command):
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkCohort(Command):
+    slug: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListCohorts(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShowCohort(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetSchedule(Command):
+    spec: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChangeMembers(Command):
+    add: bool
+    users: tuple[UserRef, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChangeFacilitators(Command):
+    add: bool
+    users: tuple[UserRef, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetRoles(Command):
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetReminders(Command):
+    offsets_min: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetCohortOption(Command):
+    key: str
+    value: str | None  # None: show the current value
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChangeCohortStatus(Command):
+    status: str  # pause | resume | archive

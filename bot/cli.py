@@ -1,0 +1,155 @@
+"""The `cohortbot` command line: run, shell, migrate, check-config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+
+log = logging.getLogger("bot")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("config"))
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file (default: $COHORTBOT_CONFIG, else ./cohortbot.toml).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """cohortbot keeps peer-mentoring cohorts running on Slack, Matrix and the terminal."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@main.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Validate the configuration and print it with secrets hidden."""
+    import json
+
+    settings = _settings(ctx)
+    click.echo(f"config file: {settings.source_path or '(none: defaults and environment)'}")
+    click.echo(f"platforms: {', '.join(settings.enabled_platforms()) or 'terminal'}")
+    click.echo(json.dumps(settings.redacted(), indent=2, default=str))
+    click.echo("config OK")
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Apply pending database migrations."""
+    from bot.bootstrap import ensure_schema
+
+    settings = _settings(ctx)
+    setup_logging(settings.bot.log_level, settings.bot.log_format)
+    applied = ensure_schema(settings.database.url)
+    click.echo(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+
+
+def _parse_start(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC).replace(second=0, microsecond=0)
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 instant "
+                                 "(e.g. 2026-12-01T09:00Z)") from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool,
+                 start: datetime | None, keep_running: bool) -> None:
+    from adapters.terminal.shell import Shell
+    from bot.bootstrap import terminal_app
+    from bot.scheduling.waker import Waker
+
+    app = terminal_app(settings, user=user, out=sys.stdout,
+                       simulated_start=start if simulated else None)
+    waker: Waker | None = None
+    if not simulated:
+        waker = Waker(app.dispatcher, app.planner, app.clock, settings.scheduler.sweep_seconds)
+        app.bot._on_change = waker.poke  # the scheduler learns of every change at once
+        await waker.start()
+    else:
+        await app.planner.plan_all()
+    shell = Shell(
+        handle=app.bot.handle, run_due=app.dispatcher.run_due,
+        advance=app.advance_to if simulated else None, clock=app.clock, out=sys.stdout,
+        user=user, channel=channel, command_word=settings.bot.command,
+    )
+    try:
+        await shell.run()
+        if waker is not None and keep_running:
+            # Input ended but the bot is a service: keep delivering until SIGTERM/SIGINT.
+            await _wait_for_signal()
+    finally:
+        if waker is not None:
+            await waker.stop()
+        await app.close()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _prepare(settings: Settings) -> None:
+    from bot.bootstrap import ensure_schema
+
+    setup_logging(settings.bot.log_level, settings.bot.log_format)
+    applied = ensure_schema(settings.database.url)
+    if applied:
+        log.info("applied %d migration(s)", len(applied))
+
+
+@main.command()
+@click.option("--user", default=None, help="Who you are in the chat (default from config).")
+@click.option("--channel", default=None, help="The channel you start in.")
+@click.option("--clock", "clock", type=click.Choice(["real", "simulated"]), default="real",
+              show_default=True, help="simulated: time moves only with :advance.")
+@click.option("--start", default=None, help="Simulated clock start, ISO-8601 (default: now).")
+@click.option("--keep-running/--exit-at-eof", default=False,
+              help="Real clock: keep delivering after the input ends, until SIGTERM.")
+@click.pass_context
+def shell(ctx: click.Context, user: str | None, channel: str | None, clock: str,
+          start: str | None, keep_running: bool) -> None:
+    """Chat with the bot in this terminal (reads stdin until EOF)."""
+    settings = _settings(ctx)
+    _prepare(settings)
+    asyncio.run(_shell(settings, user=user or settings.terminal.user,
+                       channel=channel or settings.terminal.channel,
+                       simulated=clock == "simulated", start=_parse_start(start),
+                       keep_running=keep_running))
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the bot on every enabled platform (the terminal when none is)."""
+    settings = _settings(ctx)
+    platforms = settings.enabled_platforms()
+    missing = [p for p in platforms if p in ("slack", "matrix")]
+    if missing:
+        click.echo(f"{', '.join(missing)}: this build has no adapter for it yet; disable it "
+                   f"({missing[0]}.enabled = false) to run on the terminal.", err=True)
+        sys.exit(2)
+    _prepare(settings)
+    asyncio.run(_shell(settings, user=settings.terminal.user, channel=settings.terminal.channel,
+                       simulated=False, start=None, keep_running=True))
+

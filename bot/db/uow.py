@@ -1,0 +1,230 @@
+"""The SQLAlchemy unit of work: one `AsyncSession`, one transaction, the queries the service needs.
+
+Claims use `FOR UPDATE SKIP LOCKED` so that several instances on one PostgreSQL database never
+take the same row; SQLite ignores it (one process writes at a time there anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db import tables as t
+from bot.domain.model import (
+    CANCELLED,
+    PENDING,
+    VOID,
+    Notification,
+    OutboxMessage,
+    Session,
+)
+
+T = TypeVar("T")
+
+
+class SqlUnitOfWork:
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self._session: AsyncSession | None = None
+
+    @property
+    def s(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside 'async with'")
+        return self._session
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        self._session = self._factory()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            await session.rollback()  # a no-op after commit; discards anything uncommitted
+        finally:
+            await session.close()
+
+    async def commit(self) -> None:
+        await self.s.commit()
+
+    async def rollback(self) -> None:
+        await self.s.rollback()
+
+    def add(self, entity: object) -> None:
+        self.s.add(entity)
+
+    async def flush(self) -> None:
+        await self.s.flush()
+
+    async def delete(self, entity: object) -> None:
+        await self.s.delete(entity)
+
+    async def get(self, cls: type[T], ident: int) -> T | None:
+        return await self.s.get(cls, ident)
+
+    def _where(self, cls: type[Any], eq: dict[str, Any]) -> list[Any]:
+        table = t.MAPPING[cls]
+        clauses = []
+        for name, value in eq.items():
+            col = table.c[name]
+            if isinstance(value, tuple | list | set | frozenset):
+                clauses.append(col.in_(list(value)))
+            elif value is None:
+                clauses.append(col.is_(None))
+            else:
+                clauses.append(col == value)
+        return clauses
+
+    async def find(self, cls: type[T], *, order_by: str | None = None, **eq: Any) -> list[T]:
+        stmt = select(cls).where(*self._where(cls, eq))
+        if order_by:
+            table = t.MAPPING[cls]
+            desc = order_by.startswith("-")
+            col = table.c[order_by.lstrip("-")]
+            stmt = stmt.order_by(col.desc() if desc else col, *table.primary_key.columns)
+        else:
+            stmt = stmt.order_by(*t.MAPPING[cls].primary_key.columns)
+        return list((await self.s.scalars(stmt)).all())
+
+    async def delete_where(self, cls: type[Any], **eq: Any) -> int:
+        # "fetch" keeps the identity map true to the database without expiring everything
+        # (an expired object would need I/O on its next attribute read, which async forbids).
+        result = await self.s.execute(
+            delete(cls).where(*self._where(cls, eq)),
+            execution_options={"synchronize_session": "fetch"},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def sessions_between(
+        self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False
+    ) -> list[Session]:
+        c = t.sessions.c
+        stmt = select(Session).where(
+            c.cohort_id == cohort_id, c.starts_at >= start, c.starts_at < end
+        )
+        if not include_cancelled:
+            stmt = stmt.where(c.status != CANCELLED)
+        stmt = stmt.order_by(c.starts_at, c.id)
+        return list((await self.s.scalars(stmt)).all())
+
+    async def _insert_ignore(self, table: Any, values: dict[str, Any]) -> bool:
+        dialect = self.s.bind.dialect.name
+        ins = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = ins(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        result = await self.s.execute(stmt)
+        return bool(getattr(result, "rowcount", 0))
+
+    @staticmethod
+    def _values(entity: object, table: Any) -> dict[str, Any]:
+        return {c.name: getattr(entity, c.name) for c in table.columns if c.name != "id"}
+
+    async def add_notification(self, n: Notification) -> bool:
+        # Re-planning revives a voided row and moves a pending one; a fired or dropped row is
+        # history and never changes (that is what makes "nothing twice" hold).
+        dialect = self.s.bind.dialect.name
+        ins = pg_insert if dialect == "postgresql" else sqlite_insert
+        values = self._values(n, t.notifications)
+        stmt = ins(t.notifications).values(**values)
+        c = t.notifications.c
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"due_at": stmt.excluded.due_at, "stale_at": stmt.excluded.stale_at,
+                  "payload": stmt.excluded.payload, "status": PENDING},
+            where=c.status.in_([PENDING, VOID]),
+        )
+        result = await self.s.execute(stmt)
+        return bool(getattr(result, "rowcount", 0))
+
+    async def add_outbox(self, m: OutboxMessage) -> bool:
+        return await self._insert_ignore(t.outbox, self._values(m, t.outbox))
+
+    async def claim_notifications(self, now: datetime, limit: int) -> list[Notification]:
+        c = t.notifications.c
+        stmt = (
+            select(Notification)
+            .where(c.status == PENDING, c.due_at <= now)
+            .order_by(c.due_at, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.s.scalars(stmt)).all())
+
+    async def claim_outbox(
+        self, now: datetime, limit: int, lease_until: datetime, platforms: Sequence[str]
+    ) -> list[OutboxMessage]:
+        c = t.outbox.c
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                c.status == PENDING,
+                c.due_at <= now,
+                c.platform.in_(list(platforms)),
+                or_(c.claimed_until.is_(None), c.claimed_until <= now),
+            )
+            .order_by(c.due_at, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list((await self.s.scalars(stmt)).all())
+        for row in rows:
+            row.claimed_until = lease_until
+            row.attempts += 1
+        return rows
+
+    async def next_due(self) -> datetime | None:
+        n, o = t.notifications.c, t.outbox.c
+        first_n = await self.s.scalar(select(func.min(n.due_at)).where(n.status == PENDING))
+        # A leased message falls due again when its lease ends (its sender may have died).
+        first_o = await self.s.scalar(
+            select(func.min(func.coalesce(o.claimed_until, o.due_at))).where(o.status == PENDING)
+        )
+        found = [_aware(v) for v in (first_n, first_o) if v is not None]
+        return min(found) if found else None
+
+    async def void_pending(self, *, session_id: int, kinds: Sequence[str] | None = None) -> int:
+        c = t.notifications.c
+        cond = and_(c.session_id == session_id, c.status == PENDING)
+        if kinds is not None:
+            cond = and_(cond, c.kind.in_(list(kinds)))
+        result = await self.s.execute(
+            update(Notification).where(cond).values(status=VOID),
+            execution_options={"synchronize_session": "fetch"},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def seen(self, event_id: str, now: datetime) -> bool:
+        dialect = self.s.bind.dialect.name
+        ins = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = (
+            ins(t.seen_events)
+            .values(event_id=event_id, seen_at=now)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        result = await self.s.execute(stmt)
+        return bool(getattr(result, "rowcount", 0))
+
+
+def _aware(value: datetime | str) -> datetime:
+    """Aggregates over a zone-less SQLite column come back naive (or as text): make them UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._factory)

@@ -1,0 +1,1 @@
+"""The pure domain: value objects, rules and calculations. No I/O, no clock reads, no async."""

@@ -1,0 +1,89 @@
+"""Which notifications a session brings, when each falls due and when it goes stale.
+
+Pure: given a session and its cohort's policies, list `PlannedNotice`s. Each has a key that
+is unique for ever (it names the session, its revision and the offset), so planning the same
+session twice, or on two instances, can never produce a second notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.domain.cohort_settings import CohortSettings
+
+ANNOUNCE, REMINDER, CHECKIN, NUDGE, SUMMARY, RELEASE, PROMPT, PHASE, POST = (
+    "announce", "reminder", "checkin", "nudge", "summary", "release", "prompt", "phase", "post",
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlannedNotice:
+    key: str
+    kind: str
+    due_at: datetime
+    stale_at: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def session_notices(
+    *,
+    session_id: int,
+    rev: int,
+    starts_at: datetime,
+    duration: timedelta,
+    settings: CohortSettings,
+    reminder_offsets_min: Sequence[int],
+) -> list[PlannedNotice]:
+    """Every notification of one session, sorted by due instant."""
+    sid = f"{session_id}.{rev}"
+    ends_at = starts_at + duration
+    notices = [
+        # Roles are fixed once (not per revision): a moved session keeps its cast.
+        PlannedNotice(key=f"announce:{session_id}", kind=ANNOUNCE,
+                      due_at=starts_at - timedelta(minutes=settings.announce_lead_min),
+                      stale_at=starts_at),
+        PlannedNotice(key=f"checkin:{sid}", kind=CHECKIN,
+                      due_at=starts_at - timedelta(minutes=settings.checkin_lead_min),
+                      stale_at=starts_at),
+        PlannedNotice(key=f"nudge:{sid}", kind=NUDGE,
+                      due_at=starts_at - timedelta(minutes=settings.nudge_lead_min),
+                      stale_at=starts_at),
+        PlannedNotice(key=f"summary:{session_id}", kind=SUMMARY, due_at=starts_at,
+                      stale_at=ends_at),
+    ]
+    for offset in reminder_offsets_min:
+        notices.append(PlannedNotice(
+            key=f"reminder:{sid}:{offset}", kind=REMINDER,
+            due_at=starts_at - timedelta(minutes=offset), stale_at=starts_at,
+            payload={"offset_min": offset},
+        ))
+    if settings.question_release == "batch":
+        notices.append(PlannedNotice(
+            key=f"release:{sid}", kind=RELEASE,
+            due_at=starts_at - timedelta(minutes=settings.question_lead_min), stale_at=ends_at,
+        ))
+    return sorted(notices, key=lambda n: (n.due_at, n.key))
+
+
+def phase_notices(
+    *, session_id: int, run: int, start_phase: int, at: datetime,
+    phases: Sequence[tuple[str, int]],
+) -> list[PlannedNotice]:
+    """Timed prompts for the phases after `start_phase`, which begins at `at`."""
+    out: list[PlannedNotice] = []
+    t = at
+    for i in range(start_phase, len(phases)):
+        if i > start_phase:
+            out.append(PlannedNotice(
+                key=f"phase:{session_id}:{run}:{i}", kind=PHASE, due_at=t,
+                stale_at=t + timedelta(minutes=phases[i][1]), payload={"phase": i, "run": run},
+            ))
+        t += timedelta(minutes=phases[i][1])
+    out.append(PlannedNotice(
+        key=f"phase:{session_id}:{run}:end", kind=PHASE, due_at=t,
+        stale_at=t + timedelta(minutes=30), payload={"phase": len(phases), "run": run},
+    ))
+    return out

@@ -1,0 +1,84 @@
+"""Wake the dispatcher at the next due instant, plus a periodic safety sweep.
+
+APScheduler holds two in-memory jobs and nothing else: `wake` (a date trigger at the earliest
+pending `due_at`, re-armed after every run and every change) and `sweep` (an interval job that
+extends the planning horizon, purges expired data and runs anything missed). Jobs are derived
+from the database and rebuilt at start; nothing is pickled or persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.service.dispatcher import Dispatcher
+from bot.service.planner import Planner
+from bot.service.ports import Clock
+
+log = logging.getLogger(__name__)
+
+
+class Waker:
+    def __init__(self, dispatcher: Dispatcher, planner: Planner, clock: Clock,
+                 sweep_seconds: float) -> None:
+        self._dispatcher = dispatcher
+        self._planner = planner
+        self._clock = clock
+        self._sweep = sweep_seconds
+        self._scheduler: AsyncIOScheduler | None = None
+        self._lock = asyncio.Lock()
+        self._armed: datetime | None = None
+
+    async def start(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._scheduler.add_job(self.sweep, IntervalTrigger(seconds=self._sweep), id="sweep",
+                                max_instances=1, coalesce=True)
+        self._scheduler.start()
+        await self.sweep()
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    def poke(self) -> None:
+        """Something changed: run what is due now and re-arm for the next instant."""
+        if self._scheduler is not None:
+            self._scheduler.add_job(self.wake, id="wake-now", replace_existing=True,
+                                    misfire_grace_time=None)
+
+    async def sweep(self) -> None:
+        try:
+            await self._planner.plan_all()
+            await self._planner.purge()
+        except Exception:
+            log.exception("planning sweep failed; retrying at the next sweep")
+        await self.wake()
+
+    async def wake(self) -> None:
+        async with self._lock:
+            try:
+                await self._dispatcher.run_due()
+                nxt = await self._dispatcher.next_due()
+            except Exception:
+                log.exception("dispatch failed; retrying in 5 s")
+                nxt = self._clock.now() + timedelta(seconds=5)
+            self._arm(nxt)
+
+    def _arm(self, at: datetime | None) -> None:
+        if self._scheduler is None:
+            return
+        if at is None:
+            self._armed = None
+            if self._scheduler.get_job("wake"):
+                self._scheduler.remove_job("wake")
+            return
+        at = max(at, self._clock.now())
+        self._armed = at
+        self._scheduler.add_job(self.wake, DateTrigger(run_date=at), id="wake",
+                                replace_existing=True, misfire_grace_time=None)

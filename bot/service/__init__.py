@@ -1,0 +1,1 @@
+"""Async orchestration: command handlers, planning and delivery, through ports only."""

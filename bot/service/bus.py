@@ -1,0 +1,158 @@
+"""The command bus: invocation → parse → cohort and role → handler → commit → replies.
+
+Authorization happens here, per command and per cohort, before any handler runs. Expected
+failures become a private reply with the usage line; anything else is logged with a short
+reference and the caller sees only that reference. Nothing here logs who ran a command.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.chat import commands as c
+from bot.chat.grammar import Parsed, Role, UsageError, parse
+from bot.chat.message import Message
+from bot.domain.errors import NotAllowed, UserError
+from bot.domain.model import ARCHIVED, Cohort, Member
+from bot.service import actions, cohorts, people, questions, sessions
+from bot.service.api import Invocation, Policy, Reply
+from bot.service.context import Ctx, member_of
+from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Ctx, Any], Awaitable[Message]]
+
+HANDLERS: dict[type[c.Command], Handler] = {
+    **people.HANDLERS,
+    **sessions.HANDLERS,
+    **actions.HANDLERS,
+    **questions.HANDLERS,
+    **cohorts.HANDLERS,
+}
+
+
+def error_reply(message: str, usage: str | None) -> Reply:
+    text = message if usage is None else f"{message}\nUsage: {usage}"
+    return Reply(message=Message.of(text), private=True)
+
+
+class Bot:
+    """The platform-neutral bot. Adapters call `handle`; nothing else."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        policy: Policy,
+        directories: dict[str, Directory] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self.policy = policy
+        self._directories = directories or {}
+        self._on_change = on_change
+
+    def directory(self, platform: str) -> Directory:
+        return self._directories.get(platform) or NullDirectory()
+
+    async def handle(self, inv: Invocation) -> list[Reply]:
+        word = self.policy.prefix_for(inv.user.platform)
+        try:
+            parsed = parse(inv.text, platform=inv.user.platform, word=word)
+        except UsageError as e:
+            return [error_reply(e.message, e.usage)]
+        started = time.perf_counter()
+        try:
+            async with self._uow() as uow:
+                if inv.event_id is not None and not await uow.seen(inv.event_id,
+                                                                   self._clock.now()):
+                    return []  # a platform redelivered an event we already handled
+                ctx = await self._context(uow, inv, parsed)
+                reply = await HANDLERS[type(parsed.command)](ctx, parsed.command)
+                await uow.commit()
+        except UserError as e:
+            return [error_reply(e.message, e.usage or parsed.spec.usage(word))]
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("unexpected error ref=%s command=%r", ref, parsed.spec.name)
+            return [error_reply(f"Something went wrong on our side (ref {ref}). Nothing was "
+                                "changed; please try again later.", None)]
+        log.debug("handled %r in %.1f ms", parsed.spec.name, (time.perf_counter() - started) * 1e3)
+        if self._on_change is not None:
+            self._on_change()
+        public = isinstance(parsed.command, c.CreateCohort | c.LinkCohort) and inv.channel
+        return [Reply(message=reply, private=not public)]
+
+    async def _context(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Ctx:
+        directory = self.directory(inv.user.platform)
+        spec = parsed.spec
+        ctx = Ctx(uow=uow, inv=inv, now=self._clock.now(), policy=self.policy,
+                  directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)))
+        ctx.cohort_ = await self._cohort(uow, inv, parsed)
+        if ctx.cohort_ is not None:
+            ctx.member_ = await member_of(uow, ctx.cohort_, inv.user)
+        ctx.role = await self._role(inv, ctx.member_, directory)
+        if spec.needs_cohort and ctx.cohort_ is None:
+            raise UserError(await self._no_cohort(uow, inv), usage=ctx.usage)
+        self._authorize(ctx, parsed)
+        return ctx
+
+    async def _cohort(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Cohort | None:
+        if parsed.cohort is not None:
+            found = await uow.find(Cohort, slug=parsed.cohort)
+            if not found:
+                raise UserError(f"No cohort has the id '{parsed.cohort[:40]}'.")
+            return found[0]
+        if inv.channel is not None:
+            found = await uow.find(Cohort, platform=inv.channel.platform,
+                                   channel_id=inv.channel.id)
+            return found[0] if found else None
+        mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
+        ids = {m.cohort_id for m in mine}
+        if len(ids) == 1:
+            return await uow.get(Cohort, ids.pop())
+        return None
+
+    async def _no_cohort(self, uow: UnitOfWork, inv: Invocation) -> str:
+        if inv.channel is not None:
+            return ("This channel is not linked to a cohort. An admin can create one here with "
+                    f"'{self.policy.prefix_for(inv.user.platform)} cohort create <name>'.")
+        mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
+        if not mine:
+            return "You are not in any cohort yet."
+        slugs = sorted({c.slug for c in await uow.find(Cohort, id=tuple(m.cohort_id for m in mine))})
+        return f"You are in several cohorts: add --cohort <id> ({', '.join(slugs)})."
+
+    async def _role(self, inv: Invocation, member: Member | None, directory: Directory) -> Role:
+        if inv.user in self.policy.admins:
+            return Role.ADMIN
+        try:
+            if await directory.is_admin(inv.user, inv.channel):
+                return Role.ADMIN
+        except Exception:  # noqa: BLE001 - a failed lookup grants nothing, it does not break
+            log.warning("admin lookup failed on %s", inv.user.platform)
+        if member is None:
+            return Role.ANYONE
+        return Role.FACILITATOR if member.is_facilitator else Role.MEMBER
+
+    def _authorize(self, ctx: Ctx, parsed: Parsed) -> None:
+        spec = parsed.spec
+        cohort = ctx.cohort_
+        if cohort is not None and cohort.status == ARCHIVED and spec.needs_cohort and \
+                ctx.role < Role.ADMIN:
+            raise NotAllowed(f"{cohort.name} is archived.")
+        if ctx.role >= spec.role:
+            return
+        name = cohort.name if cohort else "this cohort"
+        what = f"'{spec.name}'"
+        if spec.role == Role.ADMIN:
+            raise NotAllowed(f"Only an admin can use {what}.")
+        if spec.role == Role.FACILITATOR:
+            raise NotAllowed(f"Only a facilitator of {name} can use {what}.")
+        raise NotAllowed(f"Only members of {name} can use {what}.")

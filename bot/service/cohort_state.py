@@ -1,0 +1,216 @@
+"""Reading a cohort's state: its sessions, who is away, and who holds which role.
+
+Sessions of the schedule are materialised lazily as rows (so cancellations, moves, role
+assignments and check-ins have something to point at); previews beyond the announced sessions
+are computed with the rotation rules, never stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.chat.commands import DayRef
+from bot.domain import rotation
+from bot.domain.errors import UserError
+from bot.domain.model import SCHEDULED, Absence, Assignment, Cohort, Member, Session
+from bot.domain.schedule import Schedule, occurrences
+from bot.domain.timeparse import format_local
+from bot.service.ports import UnitOfWork
+
+MAX_LOOKAHEAD = timedelta(days=400)
+
+
+def local_day(instant: datetime, zone: str) -> date:
+    return instant.astimezone(ZoneInfo(zone)).date()
+
+
+async def ensure_sessions(uow: UnitOfWork, cohort: Cohort, now: datetime, until: datetime) -> None:
+    """Create the schedule's sessions in [now, until) that have no row yet."""
+    if cohort.schedule is None:
+        return
+    sched = Schedule.from_json(cohort.schedule)
+    slots = occurrences(sched, after=now, before=until)
+    if not slots:
+        return
+    known = {s.slot for s in await uow.find(Session, cohort_id=cohort.id, slot=tuple(slots))}
+    duration = int(sched.duration.total_seconds() // 60)
+    for slot in slots:
+        if slot not in known:
+            uow.add(Session(cohort_id=cohort.id, starts_at=slot, slot=slot, duration_min=duration))
+    await uow.flush()
+
+
+async def upcoming(
+    uow: UnitOfWork, cohort: Cohort, now: datetime, count: int, *, include_cancelled: bool = False
+) -> list[Session]:
+    """The next `count` sessions that have not started, materialising them as needed."""
+    span = timedelta(days=35)
+    while True:
+        until = now + span
+        await ensure_sessions(uow, cohort, now, until)
+        found = await uow.sessions_between(
+            cohort.id, now, until, include_cancelled=include_cancelled
+        )
+        if len([s for s in found if s.status == SCHEDULED]) >= count or span >= MAX_LOOKAHEAD:
+            out: list[Session] = []
+            scheduled = 0
+            for s in found:
+                if scheduled >= count:
+                    break
+                out.append(s)
+                scheduled += s.status == SCHEDULED
+            return out
+        span *= 3
+
+
+async def next_session(uow: UnitOfWork, cohort: Cohort, now: datetime) -> Session | None:
+    found = await upcoming(uow, cohort, now, 1)
+    return found[0] if found else None
+
+
+async def current_or_next(uow: UnitOfWork, cohort: Cohort, now: datetime) -> Session | None:
+    """A session under way (started, not over), else the next one."""
+    running = await uow.sessions_between(cohort.id, now - timedelta(hours=12), now)
+    for s in reversed(running):
+        if s.starts_at + timedelta(minutes=s.duration_min) > now:
+            return s
+    return await next_session(uow, cohort, now)
+
+
+async def resolve_day(uow: UnitOfWork, cohort: Cohort, now: datetime, when: DayRef) -> Session:
+    if when.next:
+        session = await next_session(uow, cohort, now)
+        if session is None:
+            raise UserError(f"{cohort.name} has no upcoming session.")
+        return session
+    assert when.first is not None and when.last is not None
+    zone = ZoneInfo(cohort.zone)
+    start = datetime.combine(when.first, datetime.min.time(), zone)
+    end = datetime.combine(when.last + timedelta(days=1), datetime.min.time(), zone)
+    if end > now:
+        await ensure_sessions(uow, cohort, now, end)
+    found = await uow.sessions_between(cohort.id, start, end)
+    if not found:
+        raise UserError(f"{cohort.name} has no session on {when.first.isoformat()}.")
+    return found[0]
+
+
+async def roster(uow: UnitOfWork, cohort: Cohort) -> list[Member]:
+    """Members in the rotation, in queue (join) order."""
+    members = await uow.find(Member, cohort_id=cohort.id, is_member=True)
+    return sorted(members, key=lambda m: (m.joined_at, m.id))
+
+
+async def absences_of(uow: UnitOfWork, members: list[Member]) -> dict[int, list[Absence]]:
+    out: dict[int, list[Absence]] = {m.id: [] for m in members}
+    if members:
+        for a in await uow.find(Absence, member_id=tuple(out)):
+            out[a.member_id].append(a)
+    return out
+
+
+def is_away(absences: list[Absence], day: date) -> bool:
+    iso = day.isoformat()
+    return any(a.first_day <= iso <= a.last_day for a in absences)
+
+
+def present_at(members: list[Member], absences: dict[int, list[Absence]], session: Session,
+               zone: str) -> list[Member]:
+    day = local_day(session.starts_at, zone)
+    return [m for m in members if not is_away(absences.get(m.id, []), day)]
+
+
+async def history(uow: UnitOfWork, cohort: Cohort, before: datetime) -> list[rotation.PastSession]:
+    """Announced sessions before `before`, as the rotation rules see them."""
+    past = await uow.sessions_between(cohort.id, datetime.min.replace(tzinfo=before.tzinfo),
+                                      before)
+    past = [s for s in past if s.announced and s.roster]
+    if not past:
+        return []
+    rows = await uow.find(Assignment, session_id=tuple(s.id for s in past))
+    by_session: dict[int, dict[str, str]] = {}
+    for a in rows:
+        by_session.setdefault(a.session_id, {})[a.role] = str(a.member_id)
+    return [
+        rotation.PastSession(
+            assignments=by_session.get(s.id, {}),
+            members=frozenset(str(i) for i in (s.roster or {}).get("members", [])),
+            present=frozenset(str(i) for i in (s.roster or {}).get("present", [])),
+        )
+        for s in past
+    ]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cast:
+    """Who holds which role in a session; `planned` when not fixed yet (a preview)."""
+
+    session: Session
+    roles: dict[str, int]  # role -> member id
+    reasons: dict[str, str]
+    present: frozenset[int]
+    planned: bool
+
+    def role_of(self, member_id: int) -> list[str]:
+        return [r for r, m in self.roles.items() if m == member_id]
+
+
+async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session]) -> list[Cast]:
+    """Stored roles for announced sessions; a rotation preview for the others, in order."""
+    members = await roster(uow, cohort)
+    absences = await absences_of(uow, members)
+    queue = [str(m.id) for m in members]
+    out: list[Cast] = []
+    scheduled = [s for s in sessions if s.status == SCHEDULED]
+    if not scheduled:
+        return out
+    hist = await history(uow, cohort, scheduled[0].starts_at)
+    stored = await uow.find(Assignment, session_id=tuple(s.id for s in scheduled))
+    by_session: dict[int, dict[str, int]] = {}
+    for a in stored:
+        by_session.setdefault(a.session_id, {})[a.role] = a.member_id
+    for s in scheduled:
+        present = present_at(members, absences, s, cohort.zone)
+        present_ids = frozenset(m.id for m in present)
+        if s.announced or s.id in by_session:
+            roles = by_session.get(s.id, {})
+            hist.append(rotation.PastSession(
+                assignments={r: str(m) for r, m in roles.items()},
+                members=frozenset(queue),
+                present=frozenset(str(i) for i in present_ids),
+            ))
+            out.append(Cast(session=s, roles=roles, reasons={}, present=present_ids,
+                            planned=False))
+            continue
+        result = rotation.assign_roles(
+            roles=cohort.roles, queue=queue, present=[str(i) for i in present_ids], history=hist
+        )
+        roles = {ra.role: int(ra.member) for ra in result.roles if ra.member is not None}
+        hist.append(rotation.PastSession(
+            assignments={r: str(m) for r, m in roles.items()},
+            members=frozenset(queue), present=frozenset(str(i) for i in present_ids),
+        ))
+        out.append(Cast(session=s, roles=roles, present=present_ids, planned=True,
+                        reasons={ra.role: ra.reason for ra in result.roles}))
+    return out
+
+
+async def fix_cast(uow: UnitOfWork, cohort: Cohort, session: Session) -> Cast:
+    """Store the session's roles (if not stored yet) so swaps and overrides have a base."""
+    [cast] = await casts(uow, cohort, [session])
+    if not cast.planned:
+        return cast
+    for role, member_id in cast.roles.items():
+        uow.add(Assignment(session_id=session.id, role=role, member_id=member_id))
+    members = await roster(uow, cohort)
+    session.roster = {"members": [m.id for m in members], "present": sorted(cast.present)}
+    session.announced = True
+    await uow.flush()
+    return Cast(session=session, roles=cast.roles, reasons=cast.reasons, present=cast.present,
+                planned=False)
+
+
+def when_text(instant: datetime, zone: str) -> str:
+    return format_local(instant, ZoneInfo(zone))

@@ -1,0 +1,307 @@
+"""Admin commands: create, link, schedule and configure cohorts. Each reply says what the
+change will do (e.g. the next session times)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from bot.chat import commands as c
+from bot.chat.message import Mention, Message, Strong, Text, When, lines
+from bot.domain.cohort_settings import (
+    DEFAULT_REMINDERS_MIN,
+    DEFAULT_ROLES,
+    SETTING_KEYS,
+    CohortSettings,
+    apply_setting,
+    describe_setting,
+)
+from bot.domain.errors import UserError
+from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member, Session
+from bot.domain.refs import UserRef
+from bot.domain.schedule import Schedule, describe, parse_schedule_spec
+from bot.domain.timeparse import format_duration
+from bot.service.cohort_state import roster, upcoming
+from bot.service.context import Ctx, member_of
+from bot.service.planner import plan_cohort
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:32] or "cohort"
+
+
+async def _unique_slug(ctx: Ctx, name: str) -> str:
+    base, n = _slug(name), 1
+    slug = base
+    while await ctx.uow.find(Cohort, slug=slug):
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+async def _linked(ctx: Ctx) -> Cohort | None:
+    ch = ctx.inv.channel
+    if ch is None:
+        return None
+    found = await ctx.uow.find(Cohort, platform=ch.platform, channel_id=ch.id)
+    return found[0] if found else None
+
+
+async def _next_sessions(ctx: Ctx, cohort: Cohort, n: int = 3) -> Message:
+    sessions = [s for s in await upcoming(ctx.uow, cohort, ctx.now, n) if s.status == SCHEDULED]
+    if not sessions:
+        return Message.of("No upcoming sessions.")
+    parts: list[Text | When] = [Text("Next sessions: ")]
+    for i, s in enumerate(sessions):
+        if i:
+            parts.append(Text("; "))
+        parts.append(When(s.starts_at, cohort.zone))
+    return Message(tuple(parts))
+
+
+async def create_cohort(ctx: Ctx, cmd: c.CreateCohort) -> Message:
+    if await ctx.uow.find(Cohort, name=cmd.name):
+        raise ctx.fail(f"A cohort called {cmd.name} exists already.")
+    existing = await _linked(ctx)
+    if existing is not None:
+        raise ctx.fail(f"This channel is already linked to {existing.name}.")
+    ch = ctx.inv.channel
+    cohort = Cohort(
+        name=cmd.name, slug=await _unique_slug(ctx, cmd.name), zone=ctx.policy.default_zone,
+        created_at=ctx.now, platform=ch.platform if ch else None, channel_id=ch.id if ch else None,
+        roles=list(DEFAULT_ROLES), reminder_offsets=list(DEFAULT_REMINDERS_MIN),
+        settings=CohortSettings().to_json(),
+    )
+    ctx.uow.add(cohort)
+    await ctx.uow.flush()
+    where = "linked to this channel" if ch else \
+        f"not linked yet: run {ctx.cmd('cohort link ' + cohort.slug)} in its channel"
+    return lines([
+        Message.of("Created ", Strong(cohort.name), f" (id {cohort.slug}), {where}."),
+        f"Next: {ctx.cmd('cohort schedule weekly tue 14:00 Europe/London for 90m')}, then "
+        f"{ctx.cmd('cohort members add @…')}.",
+    ])
+
+
+async def link_cohort(ctx: Ctx, cmd: c.LinkCohort) -> Message:
+    ch = ctx.inv.channel
+    if ch is None:
+        raise ctx.fail("Run this in the channel the cohort should use.")
+    existing = await _linked(ctx)
+    if existing is not None:
+        raise ctx.fail(f"This channel is already linked to {existing.name}.")
+    if cmd.slug is None:
+        if ctx.cohort_ is None:
+            raise ctx.fail("Which cohort? Give its id (see 'cohort list').")
+        cohort = ctx.cohort_
+    else:
+        found = await ctx.uow.find(Cohort, slug=cmd.slug)
+        if not found:
+            raise ctx.fail(f"No cohort has the id '{cmd.slug}' (see 'cohort list').")
+        cohort = found[0]
+    cohort.platform, cohort.channel_id = ch.platform, ch.id
+    return Message.of(Strong(cohort.name), " is now linked to this channel.")
+
+
+async def list_cohorts(ctx: Ctx, cmd: c.ListCohorts) -> Message:
+    cohorts = await ctx.uow.find(Cohort, order_by="name")
+    if not cohorts:
+        return Message.of(f"No cohorts yet. Create one with {ctx.cmd('cohort create <name>')}.")
+    body: list[Message | str] = ["Cohorts:"]
+    for co in cohorts:
+        n = len(await roster(ctx.uow, co))
+        linked = "linked" if co.channel else "not linked"
+        body.append(Message.of(Strong(co.name), f" (id {co.slug}) — {co.status}, {n} members, "
+                               f"{linked}"))
+    return lines(body)
+
+
+async def show_cohort(ctx: Ctx, cmd: c.ShowCohort) -> Message:
+    co = ctx.cohort
+    members = await roster(ctx.uow, co)
+    facilitators = [m for m in await ctx.uow.find(Member, cohort_id=co.id, is_facilitator=True)]
+    settings = CohortSettings.from_json(co.settings)
+    sched = describe(Schedule.from_json(co.schedule)) if co.schedule else "no schedule yet"
+    reminders = ", ".join(format_duration(timedelta(minutes=m)) for m in co.reminder_offsets)
+
+    def people(ms: list[Member]) -> Message:
+        parts: list[Text | Mention] = []
+        for i, m in enumerate(ms):
+            parts += [Text(", ")] if i else []
+            parts.append(Mention(m.user))
+        return Message(tuple(parts)) if parts else Message.of("none")
+
+    body: list[Message | str] = [
+        Message.of(Strong(co.name), f" (id {co.slug}) — {co.status}, zone {co.zone}"),
+        f"Schedule: {sched}",
+        await _next_sessions(ctx, co),
+        f"Roles: {', '.join(co.roles)}",
+        f"Reminders before each session: {reminders or 'off'}",
+        Message.of(f"Members ({len(members)}): ") + people(members),
+        Message.of("Facilitators: ") + people(facilitators),
+        "Settings: " + "; ".join(f"{k.name} = {describe_setting(settings, k.name)}"
+                                 for k in SETTING_KEYS),
+    ]
+    return lines(body)
+
+
+async def _replan(ctx: Ctx, cohort: Cohort, *, drop_future: bool = False) -> None:
+    """Re-plan the cohort's notifications after a change (same transaction)."""
+    future = await ctx.uow.sessions_between(cohort.id, ctx.now, ctx.now + timedelta(days=800),
+                                            include_cancelled=True)
+    for s in future:
+        await ctx.uow.void_pending(session_id=s.id)
+        if drop_future and s.origin == "schedule":
+            await ctx.uow.delete(s)
+    await ctx.uow.flush()
+    await plan_cohort(ctx.uow, cohort, ctx.now, ctx.policy)
+
+
+async def set_schedule(ctx: Ctx, cmd: c.SetSchedule) -> Message:
+    co = ctx.cohort
+    sched = parse_schedule_spec(cmd.spec, default_zone=co.zone)
+    co.schedule = sched.to_json()
+    co.zone = sched.zone
+    # A new schedule replaces the old one's future sessions (and their cancellations or
+    # moves); one-off added sessions stay.
+    await _replan(ctx, co, drop_future=True)
+    return lines([
+        Message.of("Schedule for ", Strong(co.name), f": {describe(sched)}."),
+        await _next_sessions(ctx, co),
+    ])
+
+
+async def _add_people(ctx: Ctx, users: tuple[UserRef, ...], *, facilitator: bool,
+                      add: bool) -> list[UserRef]:
+    changed: list[UserRef] = []
+    co = ctx.cohort
+    for user in users:
+        if user.platform != ctx.platform:
+            raise ctx.fail("Mention people on this platform.")
+        m = await member_of(ctx.uow, co, user)
+        if add:
+            if m is None:
+                m = Member(cohort_id=co.id, platform=user.platform, user_id=user.id,
+                           joined_at=ctx.now, is_member=not facilitator,
+                           is_facilitator=facilitator)
+                ctx.uow.add(m)
+                changed.append(user)
+            elif facilitator and not m.is_facilitator:
+                m.is_facilitator = True
+                changed.append(user)
+            elif not facilitator and not m.is_member:
+                m.is_member, m.joined_at = True, ctx.now
+                changed.append(user)
+        elif m is not None:
+            if facilitator and m.is_facilitator:
+                m.is_facilitator = False
+                changed.append(user)
+            elif not facilitator and m.is_member:
+                m.is_member = False
+                changed.append(user)
+            if not m.is_member and not m.is_facilitator:
+                await ctx.uow.delete(m)
+    await ctx.uow.flush()
+    return changed
+
+
+def _names(users: list[UserRef]) -> Message:
+    parts: list[Text | Mention] = []
+    for i, u in enumerate(users):
+        parts += [Text(", ")] if i else []
+        parts.append(Mention(u))
+    return Message(tuple(parts))
+
+
+async def change_members(ctx: Ctx, cmd: c.ChangeMembers) -> Message:
+    changed = await _add_people(ctx, cmd.users, facilitator=False, add=cmd.add)
+    n = len(await roster(ctx.uow, ctx.cohort))
+    if not changed:
+        return Message.of(f"Nothing changed: {'already members' if cmd.add else 'not members'}."
+                          f" {ctx.cohort.name} has {n} members.")
+    verb = "Added" if cmd.add else "Removed"
+    tail = " They join the end of the rotation queue." if cmd.add else ""
+    return Message.of(f"{verb} ") + _names(changed) + Message.of(
+        f". {ctx.cohort.name} has {n} members.{tail}")
+
+
+async def change_facilitators(ctx: Ctx, cmd: c.ChangeFacilitators) -> Message:
+    changed = await _add_people(ctx, cmd.users, facilitator=True, add=cmd.add)
+    if not changed:
+        return Message.of("Nothing changed.")
+    verb = "now facilitate" if cmd.add else "no longer facilitate"
+    return _names(changed) + Message.of(f" {verb} {ctx.cohort.name}.")
+
+
+async def set_roles(ctx: Ctx, cmd: c.SetRoles) -> Message:
+    ctx.cohort.roles = list(cmd.roles)
+    return Message.of(f"Roles for {ctx.cohort.name}, in priority order: {', '.join(cmd.roles)}. "
+                      "Everyone else consults. Sessions already announced keep their roles.")
+
+
+async def set_reminders(ctx: Ctx, cmd: c.SetReminders) -> Message:
+    co = ctx.cohort
+    co.reminder_offsets = list(cmd.offsets_min)
+    await _replan(ctx, co)
+    if not cmd.offsets_min:
+        return Message.of(f"Reminders for {co.name} are off.")
+    text = ", ".join(format_duration(timedelta(minutes=m)) for m in cmd.offsets_min)
+    return lines([f"Reminders for {co.name} go out {text} before each session.",
+                  await _next_sessions(ctx, co)])
+
+
+async def set_option(ctx: Ctx, cmd: c.SetCohortOption) -> Message:
+    co = ctx.cohort
+    settings = CohortSettings.from_json(co.settings)
+    names = [k.name for k in SETTING_KEYS]
+    if cmd.key not in names:
+        raise ctx.fail(f"Unknown setting '{cmd.key[:30]}'. Settings: {', '.join(names)}.")
+    if cmd.value is None:
+        spec = next(k for k in SETTING_KEYS if k.name == cmd.key)
+        return Message.of(f"{cmd.key} = {describe_setting(settings, cmd.key)} ({spec.help}).")
+    try:
+        new = apply_setting(settings, cmd.key, cmd.value)
+    except UserError as e:
+        raise ctx.fail(e.message) from None
+    co.settings = new.to_json()
+    await _replan(ctx, co)
+    return Message.of(f"{co.name}: {cmd.key} = {describe_setting(new, cmd.key)}.")
+
+
+async def change_status(ctx: Ctx, cmd: c.ChangeCohortStatus) -> Message:
+    co = ctx.cohort
+    if co.status == ARCHIVED:
+        raise ctx.fail(f"{co.name} is archived; it cannot change any more.")
+    if cmd.status == "pause":
+        co.status = PAUSED
+        await _replan(ctx, co)
+        return Message.of(f"{co.name} is paused: no reminders or announcements until "
+                          f"{ctx.cmd('cohort resume')}.")
+    if cmd.status == "resume":
+        co.status = ACTIVE
+        await _replan(ctx, co)
+        return lines([f"{co.name} is active again.", await _next_sessions(ctx, co)])
+    co.status, co.archived_at = ARCHIVED, ctx.now
+    await _replan(ctx, co)
+    days = ctx.policy.retention.days
+    return Message.of(f"{co.name} is archived. Its actions and check-in notes will be deleted in "
+                      f"{days} days.")
+
+
+async def sessions_of(ctx: Ctx, cohort: Cohort) -> list[Session]:
+    return await upcoming(ctx.uow, cohort, ctx.now, 3)
+
+
+HANDLERS = {
+    c.CreateCohort: create_cohort,
+    c.LinkCohort: link_cohort,
+    c.ListCohorts: list_cohorts,
+    c.ShowCohort: show_cohort,
+    c.SetSchedule: set_schedule,
+    c.ChangeMembers: change_members,
+    c.ChangeFacilitators: change_facilitators,
+    c.SetRoles: set_roles,
+    c.SetReminders: set_reminders,
+    c.SetCohortOption: set_option,
+    c.ChangeCohortStatus: change_status,
+}

@@ -1,0 +1,144 @@
+"""The context a handler runs in, and the few helpers every handler shares.
+
+A handler gets a `Ctx`: the open unit of work, the caller, their cohort and role, `now`, and
+`post()` to queue a message in the outbox inside the same transaction as its cause.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.chat.grammar import Role
+from bot.chat.message import Message, Text
+from bot.domain.errors import NotAllowed, UserError
+from bot.domain.model import Cohort, Member, OutboxMessage, Person
+from bot.domain.refs import ChannelRef, UserRef
+from bot.service.api import Invocation, Policy
+from bot.service.ports import Directory, UnitOfWork
+
+
+@dataclass(kw_only=True)
+class Ctx:
+    uow: UnitOfWork
+    inv: Invocation
+    now: datetime
+    policy: Policy
+    directory: Directory
+    role: Role = Role.ANYONE
+    cohort_: Cohort | None = None
+    member_: Member | None = None
+    usage: str = ""
+    queued: int = field(default=0)
+
+    @property
+    def user(self) -> UserRef:
+        return self.inv.user
+
+    @property
+    def platform(self) -> str:
+        return self.inv.user.platform
+
+    @property
+    def cohort(self) -> Cohort:
+        if self.cohort_ is None:
+            raise UserError("Run this in a cohort's channel (or add --cohort <id>).")
+        return self.cohort_
+
+    @property
+    def member(self) -> Member:
+        if self.member_ is None:
+            raise NotAllowed(f"Only members of {self.cohort.name} can do this.")
+        return self.member_
+
+    def cmd(self, text: str) -> str:
+        """How the caller writes a command on their platform, for hints in replies."""
+        return f"{self.policy.prefix_for(self.platform)} {text}"
+
+    def fail(self, message: str) -> UserError:
+        return UserError(message, usage=self.usage or None)
+
+    async def post(
+        self,
+        message: Message,
+        *,
+        channel: ChannelRef | None = None,
+        user: UserRef | None = None,
+        key: str | None = None,
+        stale_after: timedelta | None = None,
+    ) -> None:
+        """Queue a message for the cohort's channel (default), another channel or a DM."""
+        await queue_message(
+            self.uow, message, now=self.now,
+            cohort=self.cohort_, channel=channel, user=user,
+            key=key or f"cmd:{uuid.uuid4().hex}", stale_after=stale_after,
+        )
+        self.queued += 1
+
+
+async def queue_message(
+    uow: UnitOfWork,
+    message: Message,
+    *,
+    now: datetime,
+    cohort: Cohort | None,
+    key: str,
+    channel: ChannelRef | None = None,
+    user: UserRef | None = None,
+    stale_after: timedelta | None = None,
+    late: bool = False,
+) -> bool:
+    if user is not None:
+        platform, target, direct = user.platform, user.id, True
+        dest = f"dm:{user}"
+    else:
+        place = channel or (cohort.channel if cohort else None)
+        if place is None:
+            return False  # an unlinked cohort has nowhere to post; the reply says so
+        platform, target, direct = place.platform, place.id, False
+        dest = f"ch:{place}"
+    if late:
+        message = Message.of(Text("(Sent late: the bot was offline when this was due.)\n")) + message
+    row = OutboxMessage(
+        key=f"{key}/{dest}", platform=platform, target=target, direct=direct,
+        body=message.to_json(), created_at=now, due_at=now,
+        cohort_id=cohort.id if cohort else None,
+        stale_at=now + stale_after if stale_after else None,
+    )
+    return await uow.add_outbox(row)
+
+
+async def zone_of(uow: UnitOfWork, directory: Directory | None, user: UserRef,
+                  fallback: str) -> str:
+    """The zone to show `user` times in: their own choice, their profile's, else `fallback`."""
+    person = await person_of(uow, user)
+    if person and person.zone:
+        return person.zone
+    if directory is not None:
+        try:
+            zone = await directory.timezone(user)
+        except Exception:  # noqa: BLE001 - a profile lookup must never break a command
+            zone = None
+        if zone:
+            return zone
+    return fallback
+
+
+async def person_of(uow: UnitOfWork, user: UserRef) -> Person | None:
+    found = await uow.find(Person, platform=user.platform, user_id=user.id)
+    return found[0] if found else None
+
+
+async def member_of(uow: UnitOfWork, cohort: Cohort, user: UserRef) -> Member | None:
+    found = await uow.find(Member, cohort_id=cohort.id, platform=user.platform, user_id=user.id)
+    return found[0] if found else None
+
+
+def refs(members: list[Member]) -> dict[int, UserRef]:
+    return {m.id: m.user for m in members}
+
+
+def jsonable(value: Any) -> Any:
+    return value

@@ -1,0 +1,144 @@
+"""Delivery: fire due notifications into outbox messages, then send due messages.
+
+Both steps claim rows in short transactions, so several instances can share the work and a
+crash loses nothing: a fired notification's messages were committed with it, and a claimed
+message whose send was never confirmed is retried when its lease ends (platforms dedupe by the
+outbox id). Failures back off with bounded delays, never a tight loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.chat.message import Message
+from bot.domain.model import DROPPED, FAILED, SENT, OutboxMessage
+from bot.service.api import Policy
+from bot.service.notices import fire
+from bot.service.ports import (
+    Clock,
+    DeliveryError,
+    Directory,
+    Messenger,
+    Outgoing,
+    UnitOfWorkFactory,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 12
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunStats:
+    fired: int = 0
+    dropped: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        policy: Policy,
+        messengers: dict[str, Messenger],
+        directories: dict[str, Directory] | None = None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._policy = policy
+        self._messengers = messengers
+        self._directories = directories or {}
+
+    async def next_due(self) -> datetime | None:
+        async with self._uow() as uow:
+            return await uow.next_due()
+
+    async def run_due(self) -> RunStats:
+        """Fire everything due now, then send everything due now."""
+        fired, dropped = await self._fire_due()
+        sent, failed, retried = await self._send_due()
+        return RunStats(fired=fired, dropped=dropped, sent=sent, failed=failed, retried=retried)
+
+    async def _fire_due(self) -> tuple[int, int]:
+        fired = dropped = 0
+        while True:
+            now = self._clock.now()
+            async with self._uow() as uow:
+                due = await uow.claim_notifications(now, self._policy.batch_size)
+                if not due:
+                    return fired, dropped
+                for notice in due:
+                    if await fire(uow, notice, now, self._policy, self._directories):
+                        fired += 1
+                    else:
+                        dropped += 1
+                await uow.commit()
+
+    async def _send_due(self) -> tuple[int, int, int]:
+        sent = failed = retried = 0
+        platforms = list(self._messengers)
+        while platforms:
+            now = self._clock.now()
+            async with self._uow() as uow:
+                batch = await uow.claim_outbox(now, self._policy.batch_size, now + LEASE,
+                                               platforms)
+                await uow.commit()
+            if not batch:
+                break
+            for row in batch:
+                outcome = await self._send_one(row)
+                sent += outcome == SENT
+                failed += outcome in (FAILED, DROPPED)
+                retried += outcome == "retry"
+        return sent, failed, retried
+
+    async def _send_one(self, row: OutboxMessage) -> str:
+        now = self._clock.now()
+        if row.stale_at is not None and now >= row.stale_at:
+            log.warning("dropped stale message %s (due %s)", row.key, row.due_at.isoformat())
+            await self._finish(row.id, DROPPED, error="stale")
+            return DROPPED
+        out = Outgoing(outbox_id=row.id, key=row.key, target=row.target, direct=row.direct,
+                       message=Message.from_json(row.body))
+        try:
+            message_id = await self._messengers[row.platform].send(out)
+        except DeliveryError as e:
+            if e.permanent or row.attempts >= MAX_ATTEMPTS:
+                log.error("message %s failed for good on %s: %s", row.key, row.platform, e.reason)
+                await self._finish(row.id, FAILED, error=e.reason)
+                return FAILED
+            delay = timedelta(seconds=e.retry_after) if e.retry_after else \
+                min(timedelta(seconds=2 ** row.attempts), MAX_BACKOFF)
+            log.warning("message %s: %s; retrying in %.0f s", row.key, e.reason,
+                        delay.total_seconds())
+            await self._retry(row.id, now + delay, e.reason)
+            return "retry"
+        await self._finish(row.id, SENT, message_id=message_id)
+        return SENT
+
+    async def _finish(self, row_id: int, status: str, *, message_id: str | None = None,
+                      error: str | None = None) -> None:
+        async with self._uow() as uow:
+            row = await uow.get(OutboxMessage, row_id)
+            if row is None:
+                return
+            row.status, row.claimed_until = status, None
+            row.sent_at = self._clock.now() if status == SENT else None
+            row.platform_message_id = message_id
+            row.error = error[:300] if error else None
+            await uow.commit()
+
+    async def _retry(self, row_id: int, at: datetime, error: str) -> None:
+        async with self._uow() as uow:
+            row = await uow.get(OutboxMessage, row_id)
+            if row is None:
+                return
+            row.due_at, row.claimed_until, row.error = at, None, error[:300]
+            await uow.commit()

@@ -1,0 +1,259 @@
+"""Firing a due notification: turn it into outbox messages, with the state change it implies.
+
+Runs inside the dispatcher's transaction, so "roles fixed + announcement queued", "actions
+closed + summary queued" and "questions numbered + posts queued" each happen all or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.chat.message import Mention, Message, Strong, Text, When, lines
+from bot.chat.phases import phase_message
+from bot.domain import planning as p
+from bot.domain.cohort_settings import CohortSettings
+from bot.domain.model import (
+    ACTIVE,
+    SCHEDULED,
+    Action,
+    ActionReview,
+    Cohort,
+    Member,
+    Notification,
+    Session,
+)
+from bot.domain.refs import UserRef
+from bot.domain.timeparse import format_duration
+from bot.service.api import Policy
+from bot.service.cohort_state import absences_of, fix_cast, present_at, roster
+from bot.service.context import queue_message, zone_of
+from bot.service.ports import Directory, UnitOfWork
+from bot.service.questions import release_batch
+
+log = logging.getLogger(__name__)
+
+ANSWER_WORDS = {"done": "done", "partly": "partly", "notyet": "not yet", "dropped": "dropped"}
+
+
+@dataclass(kw_only=True)
+class Firing:
+    uow: UnitOfWork
+    notice: Notification
+    cohort: Cohort
+    session: Session | None
+    now: datetime
+    late: bool
+    policy: Policy
+    directories: dict[str, Directory]
+
+    async def to_channel(self, message: Message) -> None:
+        await queue_message(self.uow, message, now=self.now, cohort=self.cohort,
+                            key=self.notice.key, late=self.late,
+                            stale_after=self.notice.stale_at - self.now)
+
+    async def to_user(self, user: UserRef, message: Message) -> None:
+        await queue_message(self.uow, message, now=self.now, cohort=self.cohort, user=user,
+                            key=self.notice.key, late=self.late,
+                            stale_after=self.notice.stale_at - self.now)
+
+    async def zone(self, user: UserRef) -> str:
+        return await zone_of(self.uow, self.directories.get(user.platform), user,
+                             self.cohort.zone)
+
+    def cmd(self, text: str) -> str:
+        platform = self.cohort.platform or "terminal"
+        return f"{self.policy.prefix_for(platform)} {text}"
+
+
+async def _present_members(f: Firing, session: Session) -> tuple[list[Member], list[Member]]:
+    members = await roster(f.uow, f.cohort)
+    absences = await absences_of(f.uow, members)
+    present = present_at(members, absences, session, f.cohort.zone)
+    return members, present
+
+
+def _cast_lines(roles: dict[str, int], by_id: dict[int, Member]) -> list[Message]:
+    out: list[Message] = []
+    for role, member_id in roles.items():
+        member = by_id.get(member_id)
+        if member is not None:
+            out.append(Message.of(f"• {role}: ", Mention(member.user)))
+    return out
+
+
+async def announce(f: Firing) -> None:
+    assert f.session is not None
+    cast = await fix_cast(f.uow, f.cohort, f.session)
+    members, present = await _present_members(f, f.session)
+    by_id = {m.id: m for m in members}
+    away = len(members) - len(present)
+    body = [Message.of(Strong(f"Roles for {f.cohort.name}"), " on ",
+                       When(f.session.starts_at, f.cohort.zone), ":")]
+    body += _cast_lines(cast.roles, by_id)
+    body.append(Message.of("Everyone else consults." + (f" Away: {away}." if away else "")))
+    body.append(Message.of(f"Need to swap? {f.cmd('swap <role> @member')}"))
+    await f.to_channel(lines(body))
+
+
+async def reminder(f: Firing) -> None:
+    assert f.session is not None
+    settings = CohortSettings.from_json(f.cohort.settings)
+    members, present = await _present_members(f, f.session)
+    cast = await _cast_or_preview(f)
+    by_id = {m.id: m for m in members}
+    lead = format_duration(timedelta(minutes=int(f.notice.payload.get("offset_min", 0))))
+    if settings.reminders_to in ("channel", "both"):
+        body = [Message.of(Strong(f"Reminder: {f.cohort.name} meets in {lead}"), " — ",
+                           When(f.session.starts_at, f.cohort.zone))]
+        body += _cast_lines(cast, by_id)
+        consulting = [m for m in present if m.id not in cast.values()]
+        if consulting:
+            parts: list[Text | Mention] = [Text("• consulting: ")]
+            for i, m in enumerate(consulting):
+                parts += [Text(", ")] if i else []
+                parts.append(Mention(m.user))
+            body.append(Message(tuple(parts)))
+        await f.to_channel(lines(body))
+    if settings.reminders_to in ("dm", "both"):
+        for m in present:
+            roles = [r for r, mid in cast.items() if mid == m.id]
+            zone = await f.zone(m.user)
+            await f.to_user(m.user, Message.of(
+                f"Reminder: {f.cohort.name} meets in {lead} — ",
+                When(f.session.starts_at, zone),
+                f". Your role: {', '.join(roles) if roles else 'consultant'}.",
+            ))
+
+
+async def _cast_or_preview(f: Firing) -> dict[str, int]:
+    # Once a reminder names the roles they are binding, even if the announcement was missed.
+    assert f.session is not None
+    return dict((await fix_cast(f.uow, f.cohort, f.session)).roles)
+
+
+async def _open_actions(f: Firing, member: Member) -> list[Action]:
+    return await f.uow.find(Action, member_id=member.id, status="open", order_by="number")
+
+
+async def checkin(f: Firing, *, nudge: bool = False) -> None:
+    assert f.session is not None
+    _, present = await _present_members(f, f.session)
+    for m in present:
+        actions = [a for a in await _open_actions(f, m) if a.created_at < f.session.starts_at]
+        if not actions or (nudge and all(a.answer for a in actions)):
+            continue
+        zone = await f.zone(m.user)
+        head = "Nudge: your check-in is still open" if nudge else "Check-in time"
+        body = [Message.of(Strong(f"{head} ({f.cohort.name})"), " — before the session on ",
+                           When(f.session.starts_at, zone), ". How did your actions go?")]
+        for a in actions:
+            answered = f" [{ANSWER_WORDS[a.answer]}]" if a.answer else ""
+            body.append(Message.of(f"{a.number}. {a.text}{answered}"))
+        body.append(Message.of(
+            f"Answer with {f.cmd('action done|partly|notyet|drop <n> [note]')}; you can change "
+            "an answer until the session starts."
+        ))
+        await f.to_user(m.user, lines(body))
+
+
+async def nudge(f: Firing) -> None:
+    await checkin(f, nudge=True)
+
+
+async def summary(f: Firing) -> None:
+    assert f.session is not None
+    await fix_cast(f.uow, f.cohort, f.session)  # the session happens: its roles count
+    members = await roster(f.uow, f.cohort)
+    counts = dict.fromkeys([*ANSWER_WORDS, "none"], 0)
+    shared: list[Message] = []
+    for m in members:
+        for a in await _open_actions(f, m):
+            if a.created_at >= f.session.starts_at:
+                continue
+            answer = a.answer or "none"
+            counts[answer] += 1
+            f.uow.add(ActionReview(action_id=a.id, session_id=f.session.id, answer=answer,
+                                   note=a.note))
+            if m.share_checkins:
+                note = f" — {a.note}" if a.note else ""
+                shared.append(Message.of(Mention(m.user),
+                                         f": {a.text} [{ANSWER_WORDS.get(answer, 'no answer')}]"
+                                         f"{note}"))
+            # Done and dropped actions close; the rest carry over to the next session.
+            if answer in ("done", "dropped"):
+                a.status = answer
+            a.answer, a.note = None, None
+    total = sum(counts.values())
+    f.session.summarised = True
+    if not total:
+        return
+    body = [Message.of(Strong(f"Check-in summary for {f.cohort.name}"), f": {total} action{'s' if total != 1 else ''} — "
+                       f"{counts['done']} done, {counts['partly']} partly, "
+                       f"{counts['notyet']} not yet, {counts['dropped']} dropped, "
+                       f"{counts['none']} without an answer.")]
+    body += shared
+    body.append(Message.of("Open actions carry over to the next session."))
+    await f.to_channel(lines(body))
+
+
+async def release(f: Firing) -> None:
+    await release_batch(f.uow, f.cohort, f.now, key=f.notice.key, late=f.late)
+
+
+async def prompt(f: Firing) -> None:
+    await f.to_channel(Message.of(Strong("Prompt: "), Text(str(f.notice.payload.get("text", "")))))
+
+
+async def phase(f: Firing) -> None:
+    session = f.session
+    assert session is not None
+    if session.phase is None or session.phase_run != f.notice.payload.get("run"):
+        return  # the facilitator moved on or ended the session since this was planned
+    settings = CohortSettings.from_json(f.cohort.settings)
+    index = int(f.notice.payload["phase"])
+    session.phase = None if index >= len(settings.phases) else index
+    await f.to_channel(phase_message(settings.phases, index))
+
+
+FIRE: dict[str, Callable[[Firing], Awaitable[None]]] = {
+    p.ANNOUNCE: announce,
+    p.REMINDER: reminder,
+    p.CHECKIN: checkin,
+    p.NUDGE: nudge,
+    p.SUMMARY: summary,
+    p.RELEASE: release,
+    p.PROMPT: prompt,
+    p.PHASE: phase,
+}
+
+
+async def fire(
+    uow: UnitOfWork, notice: Notification, now: datetime, policy: Policy,
+    directories: dict[str, Directory],
+) -> bool:
+    """Fire one claimed notification. Returns False if it was dropped instead."""
+    cohort = await uow.get(Cohort, notice.cohort_id)
+    session = await uow.get(Session, notice.session_id) if notice.session_id else None
+    notice.fired_at = now
+    if now >= notice.stale_at:
+        notice.status = "dropped"
+        log.warning("dropped stale notification %s (due %s, now %s)", notice.key,
+                    notice.due_at.isoformat(), now.isoformat())
+        return False
+    if cohort is None or cohort.status != ACTIVE or (
+        session is not None and session.status != SCHEDULED
+    ):
+        notice.status = "void"
+        return False
+    notice.late = now > notice.due_at + policy.late_grace
+    notice.status = "fired"
+    await FIRE[notice.kind](Firing(
+        uow=uow, notice=notice, cohort=cohort, session=session, now=now, late=notice.late,
+        policy=policy, directories=directories,
+    ))
+    if notice.late:
+        log.info("sent late notification %s (due %s)", notice.key, notice.due_at.isoformat())
+    return True

@@ -1,0 +1,142 @@
+"""The ports the service talks through. Infrastructure and adapters implement them.
+
+Nothing here knows SQLAlchemy, APScheduler or a platform SDK; tests implement these with
+fakes or with the real SQLAlchemy unit of work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from bot.chat.message import Message
+from bot.domain.model import Notification, OutboxMessage, Session
+from bot.domain.refs import ChannelRef, UserRef
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Entities loaded through it are tracked; `commit` saves all changes."""
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    def add(self, entity: object) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def delete(self, entity: object) -> None: ...
+
+    async def get(self, cls: type[T], ident: int) -> T | None: ...
+
+    async def find(self, cls: type[T], *, order_by: str | None = None, **eq: Any) -> list[T]:
+        """Entities of `cls` whose attributes equal `eq` (a tuple value means IN)."""
+        ...
+
+    async def delete_where(self, cls: type[Any], **eq: Any) -> int: ...
+
+    async def sessions_between(
+        self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False
+    ) -> list[Session]: ...
+
+    async def add_notification(self, n: Notification) -> bool:
+        """Insert unless a notification with that key exists; True if inserted."""
+        ...
+
+    async def add_outbox(self, m: OutboxMessage) -> bool:
+        """Insert unless a message with that key exists; True if inserted."""
+        ...
+
+    async def claim_notifications(self, now: datetime, limit: int) -> list[Notification]:
+        """Pending notifications due at `now`, locked for this transaction (skip locked)."""
+        ...
+
+    async def claim_outbox(
+        self, now: datetime, limit: int, lease_until: datetime, platforms: Sequence[str]
+    ) -> list[OutboxMessage]:
+        """Pending messages due at `now` and not leased, leased until `lease_until`."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """The earliest instant any pending notification or message falls due."""
+        ...
+
+    async def void_pending(self, *, session_id: int, kinds: Sequence[str] | None = None) -> int:
+        ...
+
+    async def seen(self, event_id: str, now: datetime) -> bool:
+        """Record an inbound event id; False if it was seen before."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class DeliveryError(Exception):
+    """A send failed. `permanent` errors are not retried; `retry_after` is a platform hint."""
+
+    def __init__(
+        self, reason: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Outgoing:
+    """What the dispatcher hands a platform: one message to one place."""
+
+    outbox_id: int  # stable across retries: the platform transaction id
+    key: str
+    target: str
+    direct: bool
+    message: Message
+    late: bool = False
+
+
+class Messenger(Protocol):
+    platform: str
+
+    async def send(self, out: Outgoing) -> str:
+        """Post the message; return the platform's message id. Raise DeliveryError."""
+        ...
+
+
+class Directory(Protocol):
+    """What the platform knows about a person."""
+
+    async def timezone(self, user: UserRef) -> str | None: ...
+
+    async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
+        """Platform-side admin rights (Slack workspace admin, Matrix power level)."""
+        ...
+
+
+class NullDirectory:
+    """A platform that knows nothing beyond ids (the terminal)."""
+
+    async def timezone(self, user: UserRef) -> str | None:
+        return None
+
+    async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
+        return False
