@@ -297,6 +297,8 @@ def _parse_rrule_body(body: str) -> _Rule:
 
     until_local: datetime | None = None
     until_utc: datetime | None = None
+    if "UNTIL" in parts and "COUNT" in parts:
+        raise _rrule_error(body, "can't have both COUNT and UNTIL (RFC 5545).")
     if "UNTIL" in parts:
         match = _RRULE_UNTIL.fullmatch(parts["UNTIL"])
         bad_until = "needs UNTIL like 20261231 or 20261231T235959Z (or use 'until 2026-12-31')."
@@ -497,7 +499,11 @@ def occurrences(schedule: Schedule, *, after: datetime, before: datetime) -> lis
     """Session start instants in [after, before), as sorted aware UTC datetimes.
 
     The recurrence is expanded in local wall time and each wall time converted with
-    `to_utc` (DST gap: moved forward; fold: first occurrence). Explicit `dates` are
+    `to_utc` (DST gap: moved forward; fold: first occurrence). Its phase (which weeks
+    "every 2 weeks" means) is fixed by `start_date`, or without one by the week of
+    2000-01-03, and expansion starts at the aligned period nearest the window, so the
+    cost depends on the window, not on how long the schedule has existed (except for
+    RRULEs with COUNT, which are walked from their start). Explicit `dates` are
     included too; an instant produced twice is listed once. `after`/`before` must be
     aware (ValueError otherwise: that is a programming error).
     """
@@ -673,10 +679,10 @@ def _take_tail(tokens: _Tokens, default_zone: str) -> _Tail:
             if duration is not None:
                 raise _bad(word, "the duration is given twice.")
             pieces: list[str] = []
+            # Greedy: "for 1 h 30 min Europe/London" stops at the zone. A bare word only
+            # continues a duration that has started ("30 min"), so "for utc" is an error.
             while (piece := tokens.peek()) is not None and _DURATION_PIECE.fullmatch(piece):
-                if not piece[0].isdigit() and pieces == []:
-                    break
-                if not piece[0].isdigit() and piece not in _DURATION_UNITS:
+                if not piece[0].isdigit() and (not pieces or piece not in _DURATION_UNITS):
                     break
                 pieces.append(tokens.take() or "")
             if not pieces:

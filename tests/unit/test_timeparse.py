@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -278,7 +279,5 @@ _DIGITISH = st.text(alphabet="0123456789-:T tmhdws", max_size=20)
 @given(_DIGITISH)
 def test_parsers_raise_only_user_error_on_near_miss_text(text: str) -> None:
     for parse in (parse_duration, parse_local_datetime, parse_date, parse_time):
-        try:
+        with contextlib.suppress(UserError):
             parse(text)
-        except UserError:
-            pass
