@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.db.engine import create_engine, pending_migrations, session_factory, upgrade
 from bot.db.uow import SqlUnitOfWorkFactory
 from bot.domain.refs import UserRef
+from bot.logs import quiet_libraries
 from bot.scheduling.clock import SimulatedClock, SystemClock
 from bot.service.api import Policy
 from bot.service.bus import Bot
@@ -105,6 +106,7 @@ def build(
     directories: dict[str, Directory] | None = None,
     extra_admins: tuple[UserRef, ...] = (),
 ) -> App:
+    quiet_libraries()
     engine = create_engine(settings.database.url)
     uow = SqlUnitOfWorkFactory(session_factory(engine))
     clock = clock or SystemClock()

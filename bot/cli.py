@@ -73,12 +73,15 @@ def _parse_start(value: str | None) -> datetime:
 async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool,
                  start: datetime | None, keep_running: bool) -> None:
     from adapters.terminal.shell import Shell
-    from bot.bootstrap import terminal_app
+    from bot.bootstrap import sqlite_path, terminal_app
     from bot.scheduling.waker import Waker
 
     app = terminal_app(settings, user=user, out=sys.stdout,
                        simulated_start=start if simulated else None)
     waker: Waker | None = None
+    if sqlite_path(settings.database.url) is not None:
+        # SQLite means one process: leases left by a crashed run can be dropped at once.
+        await app.dispatcher.release_leases()
     if not simulated:
         waker = Waker(app.dispatcher, app.planner, app.clock, settings.scheduler.sweep_seconds)
         app.bot._on_change = waker.poke  # the scheduler learns of every change at once
@@ -90,23 +93,25 @@ async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool
         advance=app.advance_to if simulated else None, clock=app.clock, out=sys.stdout,
         user=user, channel=channel, command_word=settings.bot.command,
     )
-    try:
-        await shell.run()
-        if waker is not None and keep_running:
-            # Input ended but the bot is a service: keep delivering until SIGTERM/SIGINT.
-            await _wait_for_signal()
-    finally:
-        if waker is not None:
-            await waker.stop()
-        await app.close()
-
-
-async def _wait_for_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    reading = asyncio.create_task(shell.run())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():
+            reading.result()  # surface a crash of the shell itself
+            if waker is not None and keep_running:
+                # Input ended but the bot is a service: keep delivering until stopped.
+                await stopping
+    finally:
+        for task in (reading, stopping):
+            task.cancel()
+        if waker is not None:
+            await waker.stop()
+        await app.close()
 
 
 def _prepare(settings: Settings) -> None:

@@ -30,6 +30,15 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Library chatter at DEBUG could carry request bodies; keep it at WARNING.
-    for noisy in ("sqlalchemy", "aiosqlite", "apscheduler", "asyncio", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
+
+
+#: Libraries whose DEBUG output carries SQL parameters or request bodies (user text, user ids).
+NOISY = ("sqlalchemy", "aiosqlite", "psycopg", "apscheduler", "asyncio", "alembic")
+
+
+def quiet_libraries() -> None:
+    """Keep libraries at WARNING whatever the root level: their debug lines would print
+    statement parameters, which can hold user ids next to the text of a command."""
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,6 +9,8 @@ Lines starting with `/cohort` or `!cohort` are commands; other lines are chat, e
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -145,16 +147,31 @@ class Shell:
             self.say(f"[shell] unknown meta-command {word!r} (try :help)")
 
     async def run(self, stream: TextIO | None = None) -> None:
+        """Read lines until end of input. Cancellable at any point (SIGTERM)."""
         stream = stream or sys.stdin
-        interactive = stream.isatty()
-        while True:
-            if interactive:
-                self._out.write(f"{self.place} {self.user}> ")
-                self._out.flush()
-            raw = await asyncio.to_thread(stream.readline)
-            if not raw:
-                return
-            await self.line(raw)
+        if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            for raw in stream:  # a script file: reading never blocks
+                await self.line(raw)
+            return
+        interactive = stream.isatty()  # asked now: the pipe transport closes the stream at EOF
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        # A pipe or terminal is read by the event loop itself, so a stop signal can cancel
+        # the read (a reading thread would keep the process alive).
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), stream
+        )
+        try:
+            while True:
+                if interactive:
+                    self._out.write(f"{self.place} {self.user}> ")
+                    self._out.flush()
+                raw = await reader.readline()
+                if not raw:
+                    return
+                await self.line(raw.decode("utf-8", errors="replace"))
+        finally:
+            transport.close()
 
 
 _UTC = ZoneInfo("UTC")

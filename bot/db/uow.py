@@ -118,12 +118,21 @@ class SqlUnitOfWork:
         stmt = stmt.order_by(c.starts_at, c.id)
         return list((await self.s.scalars(stmt)).all())
 
-    async def _insert_ignore(self, table: Any, values: dict[str, Any]) -> bool:
-        dialect = self.s.bind.dialect.name
+    def _dialect(self) -> str:
+        bind = self.s.bind
+        if bind is None:
+            raise RuntimeError("the session factory has no engine bound")
+        return bind.dialect.name
+
+    async def _insert_ignore(self, table: Any, values: dict[str, Any], key: str) -> bool:
+        dialect = self._dialect()
         ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = ins(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
-        result = await self.s.execute(stmt)
-        return bool(getattr(result, "rowcount", 0))
+        stmt = (
+            ins(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+            .returning(table.c[key])
+        )
+        # RETURNING tells reliably whether a row went in (rowcount is -1 on some drivers).
+        return (await self.s.execute(stmt)).first() is not None
 
     @staticmethod
     def _values(entity: object, table: Any) -> dict[str, Any]:
@@ -132,22 +141,21 @@ class SqlUnitOfWork:
     async def add_notification(self, n: Notification) -> bool:
         # Re-planning revives a voided row and moves a pending one; a fired or dropped row is
         # history and never changes (that is what makes "nothing twice" hold).
-        dialect = self.s.bind.dialect.name
+        dialect = self._dialect()
         ins = pg_insert if dialect == "postgresql" else sqlite_insert
         values = self._values(n, t.notifications)
         stmt = ins(t.notifications).values(**values)
         c = t.notifications.c
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["key"],
             set_={"due_at": stmt.excluded.due_at, "stale_at": stmt.excluded.stale_at,
                   "payload": stmt.excluded.payload, "status": PENDING},
             where=c.status.in_([PENDING, VOID]),
-        )
-        result = await self.s.execute(stmt)
-        return bool(getattr(result, "rowcount", 0))
+        ).returning(c.id)
+        return (await self.s.execute(upsert)).first() is not None
 
     async def add_outbox(self, m: OutboxMessage) -> bool:
-        return await self._insert_ignore(t.outbox, self._values(m, t.outbox))
+        return await self._insert_ignore(t.outbox, self._values(m, t.outbox), "key")
 
     async def claim_notifications(self, now: datetime, limit: int) -> list[Notification]:
         c = t.notifications.c
@@ -164,8 +172,8 @@ class SqlUnitOfWork:
         self, now: datetime, limit: int, lease_until: datetime, platforms: Sequence[str]
     ) -> list[OutboxMessage]:
         c = t.outbox.c
-        stmt = (
-            select(OutboxMessage)
+        due = (
+            select(c.id)
             .where(
                 c.status == PENDING,
                 c.due_at <= now,
@@ -176,11 +184,21 @@ class SqlUnitOfWork:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        rows = list((await self.s.scalars(stmt)).all())
-        for row in rows:
-            row.claimed_until = lease_until
-            row.attempts += 1
-        return rows
+        # One UPDATE … RETURNING makes the claim atomic on SQLite too (no row locks there).
+        claimed = await self.s.execute(
+            update(t.outbox)
+            .where(c.id.in_(due.scalar_subquery()))
+            .values(claimed_until=lease_until, attempts=c.attempts + 1)
+            .returning(c.id)
+        )
+        ids = [row[0] for row in claimed]
+        if not ids:
+            return []
+        stmt = (
+            select(OutboxMessage).where(c.id.in_(ids)).order_by(c.due_at, c.id)
+            .execution_options(populate_existing=True)
+        )
+        return list((await self.s.scalars(stmt)).all())
 
     async def next_due(self) -> datetime | None:
         n, o = t.notifications.c, t.outbox.c
@@ -204,15 +222,15 @@ class SqlUnitOfWork:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def seen(self, event_id: str, now: datetime) -> bool:
-        dialect = self.s.bind.dialect.name
+        dialect = self._dialect()
         ins = pg_insert if dialect == "postgresql" else sqlite_insert
         stmt = (
             ins(t.seen_events)
             .values(event_id=event_id, seen_at=now)
             .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(t.seen_events.c.event_id)
         )
-        result = await self.s.execute(stmt)
-        return bool(getattr(result, "rowcount", 0))
+        return (await self.s.execute(stmt)).first() is not None
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -33,6 +33,7 @@ class Waker:
         self._scheduler: AsyncIOScheduler | None = None
         self._lock = asyncio.Lock()
         self._armed: datetime | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
@@ -42,9 +43,12 @@ class Waker:
         await self.sweep()
 
     async def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        """Stop waking, and wait for a wake-up in flight so nothing is cut off mid-send."""
+        self._stopping = True
+        async with self._lock:  # before shutdown: APScheduler would cancel the running job
+            if self._scheduler is not None:
+                self._scheduler.shutdown(wait=False)
+                self._scheduler = None
 
     def poke(self) -> None:
         """Something changed: run what is due now and re-arm for the next instant."""
@@ -61,7 +65,11 @@ class Waker:
         await self.wake()
 
     async def wake(self) -> None:
+        if self._stopping:
+            return
         async with self._lock:
+            if self._stopping:
+                return
             try:
                 await self._dispatcher.run_due()
                 nxt = await self._dispatcher.next_due()

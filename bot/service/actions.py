@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bot.chat import commands as c
-from bot.chat.message import Message, Strong, When, lines
+from bot.chat.message import Mention, Message, Strong, When, lines
 from bot.domain.model import Action, Member
 from bot.service.cohort_state import next_session
-from bot.service.context import Ctx, zone_of
+from bot.service.context import Ctx, Handler, zone_of
 from bot.service.notices import ANSWER_WORDS
 
 MAX_OPEN = 3
@@ -90,7 +90,30 @@ async def share_checkins(ctx: Ctx, cmd: c.ShareCheckins) -> Message:
     return Message.of("Your check-in will only be counted in the summary, without your name.")
 
 
-HANDLERS = {
+async def show_summary(ctx: Ctx, cmd: c.ShowSummary) -> Message:
+    """The facilitator's view before the session: counts, and the lines members share."""
+    members = await ctx.uow.find(Member, cohort_id=ctx.cohort.id, is_member=True)
+    counts = dict.fromkeys([*ANSWER_WORDS, "none"], 0)
+    shared: list[Message | str] = []
+    for m in members:
+        for a in await _open(ctx, m):
+            counts[a.answer or "none"] += 1
+            if m.share_checkins:
+                answer = ANSWER_WORDS[a.answer] if a.answer else "no answer yet"
+                shared.append(Message.of(Mention(m.user), f": {a.text} [{answer}]"))
+    total = sum(counts.values())
+    if not total:
+        return Message.of(f"No open actions in {ctx.cohort.name} yet.")
+    return lines([
+        Message.of(Strong("Check-in so far"), f": {total} open action(s) — {counts['done']} "
+                   f"done, {counts['partly']} partly, {counts['notyet']} not yet, "
+                   f"{counts['dropped']} dropped, {counts['none']} without an answer."),
+        *shared,
+    ])
+
+
+HANDLERS: dict[type[c.Command], Handler] = {
+    c.ShowSummary: show_summary,
     c.AddAction: add_action,
     c.ListActions: list_actions,
     c.AnswerAction: answer_action,

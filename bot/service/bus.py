@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from bot.chat import commands as c
 from bot.chat.grammar import Parsed, Role, UsageError, parse
@@ -20,12 +19,10 @@ from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ARCHIVED, Cohort, Member
 from bot.service import actions, cohorts, people, questions, sessions
 from bot.service.api import Invocation, Policy, Reply
-from bot.service.context import Ctx, member_of
+from bot.service.context import Ctx, Handler, member_of
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Ctx, Any], Awaitable[Message]]
 
 HANDLERS: dict[type[c.Command], Handler] = {
     **people.HANDLERS,
@@ -126,7 +123,8 @@ class Bot:
         mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
         if not mine:
             return "You are not in any cohort yet."
-        slugs = sorted({c.slug for c in await uow.find(Cohort, id=tuple(m.cohort_id for m in mine))})
+        cohorts_of = await uow.find(Cohort, id=tuple(m.cohort_id for m in mine))
+        slugs = sorted({co.slug for co in cohorts_of})
         return f"You are in several cohorts: add --cohort <id> ({', '.join(slugs)})."
 
     async def _role(self, inv: Invocation, member: Member | None, directory: Directory) -> Role:

@@ -17,12 +17,12 @@ from bot.domain.cohort_settings import (
     describe_setting,
 )
 from bot.domain.errors import UserError
-from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member, Session
+from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member
 from bot.domain.refs import UserRef
 from bot.domain.schedule import Schedule, describe, parse_schedule_spec
 from bot.domain.timeparse import format_duration
 from bot.service.cohort_state import roster, upcoming
-from bot.service.context import Ctx, member_of
+from bot.service.context import Ctx, Handler, member_of
 from bot.service.planner import plan_cohort
 
 
@@ -230,6 +230,8 @@ async def change_facilitators(ctx: Ctx, cmd: c.ChangeFacilitators) -> Message:
     if not changed:
         return Message.of("Nothing changed.")
     verb = "now facilitate" if cmd.add else "no longer facilitate"
+    if len(changed) == 1:
+        verb += "s"
     return _names(changed) + Message.of(f" {verb} {ctx.cohort.name}.")
 
 
@@ -288,11 +290,7 @@ async def change_status(ctx: Ctx, cmd: c.ChangeCohortStatus) -> Message:
                       f"{days} days.")
 
 
-async def sessions_of(ctx: Ctx, cohort: Cohort) -> list[Session]:
-    return await upcoming(ctx.uow, cohort, ctx.now, 3)
-
-
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.CreateCohort: create_cohort,
     c.LinkCohort: link_cohort,
     c.ListCohorts: list_cohorts,

@@ -7,6 +7,7 @@ A handler gets a `Ctx`: the open unit of work, the caller, their cohort and role
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,7 +101,8 @@ async def queue_message(
         platform, target, direct = place.platform, place.id, False
         dest = f"ch:{place}"
     if late:
-        message = Message.of(Text("(Sent late: the bot was offline when this was due.)\n")) + message
+        late_note = Text("(Sent late: the bot was offline when this was due.)\n")
+        message = Message.of(late_note) + message
     row = OutboxMessage(
         key=f"{key}/{dest}", platform=platform, target=target, direct=direct,
         body=message.to_json(), created_at=now, due_at=now,
@@ -140,5 +142,6 @@ def refs(members: list[Member]) -> dict[int, UserRef]:
     return {m.id: m.user for m in members}
 
 
-def jsonable(value: Any) -> Any:
-    return value
+#: A command handler: takes the context and the parsed command of the class it is registered
+#: for (so `Any` here: each handler narrows it to its own command class).
+Handler = Callable[[Ctx, Any], Awaitable[Message]]

@@ -56,6 +56,17 @@ class Dispatcher:
         self._messengers = messengers
         self._directories = directories or {}
 
+    async def release_leases(self) -> int:
+        """Forget every lease. Only for a single instance (SQLite) starting up: leases held
+        by a process that died would otherwise delay its messages until they expire."""
+        async with self._uow() as uow:
+            leased = [m for m in await uow.find(OutboxMessage, status="pending")
+                      if m.claimed_until is not None]
+            for m in leased:
+                m.claimed_until = None
+            await uow.commit()
+        return len(leased)
+
     async def next_due(self) -> datetime | None:
         async with self._uow() as uow:
             return await uow.next_due()

@@ -190,7 +190,9 @@ async def summary(f: Firing) -> None:
     f.session.summarised = True
     if not total:
         return
-    body = [Message.of(Strong(f"Check-in summary for {f.cohort.name}"), f": {total} action{'s' if total != 1 else ''} — "
+    plural = "s" if total != 1 else ""
+    body = [Message.of(Strong(f"Check-in summary for {f.cohort.name}"),
+                       f": {total} action{plural} — "
                        f"{counts['done']} done, {counts['partly']} partly, "
                        f"{counts['notyet']} not yet, {counts['dropped']} dropped, "
                        f"{counts['none']} without an answer.")]

@@ -7,7 +7,7 @@ from bot.chat.grammar import find_specs, help_lines
 from bot.chat.message import Message, lines
 from bot.domain.model import Member, Person, Swap
 from bot.domain.timeparse import parse_zone
-from bot.service.context import Ctx, person_of, zone_of
+from bot.service.context import Ctx, Handler, person_of, zone_of
 
 
 async def show_help(ctx: Ctx, cmd: c.Help) -> Message:
@@ -58,7 +58,7 @@ async def forget_me(ctx: Ctx, cmd: c.ForgetMe) -> Message:
     return Message.of("Done: everything the bot kept about you is deleted.")
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Help: show_help,
     c.SetTimezone: set_timezone,
     c.ForgetMe: forget_me,

@@ -82,7 +82,8 @@ class Planner:
         planned = 0
         for start in range(0, len(ids), self._policy.batch_size):
             async with self._uow() as uow:
-                for cohort in await uow.find(Cohort, id=tuple(ids[start:start + self._policy.batch_size])):
+                batch = tuple(ids[start:start + self._policy.batch_size])
+                for cohort in await uow.find(Cohort, id=batch):
                     planned += await plan_cohort(uow, cohort, now, self._policy)
                 await uow.commit()
         return planned

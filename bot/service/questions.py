@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import random
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from bot.chat import commands as c
 from bot.chat.message import Action as Button
@@ -24,7 +24,7 @@ from bot.chat.message import Message, Strong, Text, lines
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
 from bot.domain.model import Cohort, Question, RateCount, RateKey, Upvote
-from bot.service.context import Ctx, queue_message
+from bot.service.context import Ctx, Handler, queue_message
 from bot.service.ports import UnitOfWork
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
@@ -187,7 +187,8 @@ async def list_questions(ctx: Ctx, cmd: c.ListQuestions) -> Message:
                                Text(first[:120] + ("…" if len(first) > 120 else ""))))
     if waiting:
         body.append(f"{waiting} more waiting to be posted.")
-    body.append(f"Ask with {ctx.cmd('ask <question>')}, upvote with {ctx.cmd('upvote <number>')}.")
+    body.append(f"Ask with {ctx.cmd('ask <question>')}, "
+                f"upvote with {ctx.cmd('upvote <number>')}.")
     return lines(body)
 
 
@@ -216,7 +217,8 @@ async def review_questions(ctx: Ctx, cmd: c.ReviewQuestions) -> Message:
     for q in pending:
         body.append(Message(
             (Strong(f"[{q.review_id}] "), Text(q.text)),
-            (Button("Approve", f"approve {q.review_id}"), Button("Return", f"return {q.review_id}")),
+            (Button("Approve", f"approve {q.review_id}"),
+             Button("Return", f"return {q.review_id}")),
         ))
     body.append(f"{ctx.cmd('approve <id>')} or {ctx.cmd('return <id> [note]')}.")
     return lines(body)
@@ -249,14 +251,13 @@ async def return_question(ctx: Ctx, cmd: c.ReturnQuestion) -> Message:
 async def release_now(ctx: Ctx, cmd: c.ReleaseQuestions) -> Message:
     if ctx.cohort.channel is None:
         raise UserError(f"{ctx.cohort.name} is not linked to a channel yet.")
-    n = await release_batch(ctx.uow, ctx.cohort, ctx.now, key=f"release:manual:{ctx.now.isoformat()}")
+    n = await release_batch(ctx.uow, ctx.cohort, ctx.now,
+                            key=f"release:manual:{ctx.now.isoformat()}")
     return Message.of(f"Released {n} question(s) in random order." if n else
                       "No approved questions are waiting.")
 
 
-RATE_WINDOW = timedelta(days=1)
-
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.AskQuestion: ask_question,
     c.QuestionStatus: question_status,
     c.Retract: retract,

@@ -15,7 +15,6 @@ from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
 from bot.domain.model import (
     CANCELLED,
-    SCHEDULED,
     Absence,
     Action,
     Assignment,
@@ -28,17 +27,15 @@ from bot.domain.planning import PHASE, PROMPT, phase_notices
 from bot.domain.timeparse import to_utc
 from bot.service.cohort_state import (
     Cast,
-    absences_of,
     casts,
     current_or_next,
     fix_cast,
     local_day,
     next_session,
     resolve_day,
-    roster,
     upcoming,
 )
-from bot.service.context import Ctx, member_of, zone_of
+from bot.service.context import Ctx, Handler, member_of, zone_of
 from bot.service.planner import plan_session
 
 
@@ -216,9 +213,11 @@ async def answer_swap(ctx: Ctx, cmd: c.AnswerSwap) -> Message:
     swap = pending[0]
     session = await ctx.uow.get(Session, swap.session_id)
     requester = await ctx.uow.get(Member, swap.from_member)
+    # A swap that can no longer happen is closed (and that is saved): replying with an error
+    # would roll the closing back and leave it pending for ever.
     if session is None or requester is None or session.starts_at <= ctx.now:
         swap.status = "declined"
-        raise ctx.fail("That swap is no longer possible: the session has started or gone.")
+        return Message.of("That swap is no longer possible: the session has started or gone.")
     if not cmd.accept:
         swap.status = "declined"
         await ctx.post(Message.of(Mention(me.user), f" declined to take {swap.role}."),
@@ -227,7 +226,7 @@ async def answer_swap(ctx: Ctx, cmd: c.AnswerSwap) -> Message:
     current = {a.role: a.member_id for a in await ctx.uow.find(Assignment, session_id=session.id)}
     if current.get(swap.role) != requester.id:
         swap.status = "declined"
-        raise ctx.fail("That swap is no longer possible: the role changed hands meanwhile.")
+        return Message.of("That swap is no longer possible: the role changed hands meanwhile.")
     swap.status = "accepted"
     await _set_role(ctx, session, swap.role, me, "swap")
     await ctx.post(Message.of(Mention(me.user), f" accepted: they take {swap.role}."),
@@ -259,7 +258,8 @@ async def cancel_session(ctx: Ctx, cmd: c.CancelSession) -> Message:
     session.status, session.cancel_reason = CANCELLED, cmd.reason
     await ctx.uow.void_pending(session_id=session.id)
     reason = f" Reason: {cmd.reason}" if cmd.reason else ""
-    await ctx.post(Message.of(Strong(f"{co.name}: the session on "), When(session.starts_at, co.zone),
+    await ctx.post(Message.of(Strong(f"{co.name}: the session on "),
+                              When(session.starts_at, co.zone),
                               Strong(" is cancelled."), Text(reason)))
     return Message.of("Cancelled the session on ", When(session.starts_at, co.zone),
                       ". Its reminders will not go out.")
@@ -368,11 +368,7 @@ async def session_end(ctx: Ctx, cmd: c.SessionEnd) -> Message:
     return Message.of("Session ended.")
 
 
-async def show_roster_absences(ctx: Ctx) -> dict[int, list[Absence]]:
-    return await absences_of(ctx.uow, await roster(ctx.uow, ctx.cohort))
-
-
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Next: show_next,
     c.ShowSchedule: show_schedule,
     c.Away: away,
@@ -388,5 +384,3 @@ HANDLERS = {
     c.SessionNext: session_next,
     c.SessionEnd: session_end,
 }
-
-_ = (SCHEDULED, datetime)

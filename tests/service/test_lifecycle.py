@@ -255,3 +255,11 @@ async def test_forget_me_deletes_personal_data(harness: Harness) -> None:
     assert "deleted" in await harness.say("ana", "forget-me confirm")
     assert "Only members of Peer A" in await harness.say("ana", "next")
     assert "UTC" in await harness.say("ana", "tz", channel=None)
+
+
+async def test_a_swap_overtaken_by_events_is_closed_for_good(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("ana", "swap case-giver @eli")
+    await harness.say("fay", "rotation assign case-giver @dev")  # ana no longer holds it
+    assert "no longer possible" in await harness.say("eli", "swap accept")
+    assert "Nobody has asked you" in await harness.say("eli", "swap accept")

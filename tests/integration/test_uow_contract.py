@@ -1,0 +1,140 @@
+"""The unit of work's contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from bot.db.engine import create_engine, session_factory
+from bot.db.uow import SqlUnitOfWorkFactory
+from bot.domain.model import Cohort, Notification, OutboxMessage
+
+T0 = datetime.fromisoformat("2026-12-01T12:00:00+00:00")
+
+
+def _factory(url: str) -> tuple[SqlUnitOfWorkFactory, object]:
+    engine = create_engine(url)
+    return SqlUnitOfWorkFactory(session_factory(engine)), engine
+
+
+async def _cohort(uow_factory: SqlUnitOfWorkFactory) -> int:
+    async with uow_factory() as uow:
+        c = Cohort(name="A", slug="a", zone="UTC", created_at=T0, roles=["r"],
+                   reminder_offsets=[60], settings={})
+        uow.add(c)
+        await uow.commit()
+        return c.id
+
+
+def _notice(cid: int, key: str, due: datetime) -> Notification:
+    return Notification(key=key, kind="prompt", cohort_id=cid, due_at=due,
+                        stale_at=due + timedelta(hours=1), payload={"text": key})
+
+
+def _msg(key: str, due: datetime) -> OutboxMessage:
+    return OutboxMessage(key=key, platform="terminal", target="a", direct=False,
+                         body={"parts": [{"t": key}]}, created_at=due, due_at=due)
+
+
+async def test_instants_round_trip_as_aware_utc(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    cid = await _cohort(uows)
+    async with uows() as uow:
+        c = await uow.get(Cohort, cid)
+        assert c is not None and c.created_at == T0 and c.created_at.utcoffset() == timedelta(0)
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def test_notification_keys_are_unique_and_history_never_changes(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    cid = await _cohort(uows)
+    async with uows() as uow:
+        assert await uow.add_notification(_notice(cid, "k1", T0))
+        # Re-planning a pending notification moves it; it does not duplicate it.
+        await uow.add_notification(_notice(cid, "k1", T0 + timedelta(minutes=5)))
+        await uow.commit()
+    async with uows() as uow:
+        rows = await uow.find(Notification, key="k1")
+        assert len(rows) == 1 and rows[0].due_at == T0 + timedelta(minutes=5)
+        rows[0].status = "fired"
+        await uow.commit()
+    async with uows() as uow:
+        await uow.add_notification(_notice(cid, "k1", T0 + timedelta(hours=9)))
+        await uow.commit()
+    async with uows() as uow:
+        [row] = await uow.find(Notification, key="k1")
+        assert row.status == "fired" and row.due_at == T0 + timedelta(minutes=5)
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def test_voided_notifications_are_revived_by_replanning(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    cid = await _cohort(uows)
+    async with uows() as uow:
+        n = _notice(cid, "k2", T0)
+        await uow.add_notification(n)
+        await uow.commit()
+    async with uows() as uow:
+        [row] = await uow.find(Notification, key="k2")
+        row.status = "void"
+        await uow.commit()
+    async with uows() as uow:
+        await uow.add_notification(_notice(cid, "k2", T0))
+        await uow.commit()
+    async with uows() as uow:
+        assert [r.status for r in await uow.find(Notification, key="k2")] == ["pending"]
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def test_outbox_dedupes_by_key_and_next_due_is_the_earliest(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    cid = await _cohort(uows)
+    async with uows() as uow:
+        assert await uow.next_due() is None
+        assert await uow.add_outbox(_msg("m1", T0 + timedelta(minutes=3)))
+        assert not await uow.add_outbox(_msg("m1", T0))
+        await uow.add_notification(_notice(cid, "n1", T0 + timedelta(minutes=1)))
+        await uow.commit()
+    async with uows() as uow:
+        assert await uow.next_due() == T0 + timedelta(minutes=1)
+        assert len(await uow.find(OutboxMessage, key="m1")) == 1
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def test_concurrent_claims_never_take_the_same_row(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    async with uows() as uow:
+        for i in range(40):
+            await uow.add_outbox(_msg(f"c{i}", T0))
+        await uow.commit()
+
+    async def claimer() -> list[str]:
+        got: list[str] = []
+        while True:
+            async with uows() as uow:
+                batch = await uow.claim_outbox(T0, 5, T0 + timedelta(minutes=1), ["terminal"])
+                await uow.commit()
+            if not batch:
+                return got
+            got += [m.key for m in batch]
+            await asyncio.sleep(0)
+
+    a, b, c = await asyncio.gather(claimer(), claimer(), claimer())
+    assert sorted(a + b + c) == sorted(f"c{i}" for i in range(40))
+    assert len(set(a + b + c)) == 40
+    # Leased rows are not claimable again until the lease ends.
+    async with uows() as uow:
+        assert await uow.claim_outbox(T0, 5, T0, ["terminal"]) == []
+        later = await uow.claim_outbox(T0 + timedelta(minutes=2), 50, T0, ["terminal"])
+        assert len(later) == 40 and all(m.attempts == 2 for m in later)
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def test_seen_events_are_recorded_once(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    async with uows() as uow:
+        assert await uow.seen("evt-1", T0)
+        await uow.commit()
+    async with uows() as uow:
+        assert not await uow.seen("evt-1", T0)
+    await engine.dispose()  # type: ignore[attr-defined]
