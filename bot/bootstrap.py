@@ -92,6 +92,7 @@ class App:
             clock.set(step)
             if step >= next_plan:
                 await self.planner.plan_all()
+                await self.planner.purge()
                 next_plan = step + PLAN_EVERY
 
     async def close(self) -> None:

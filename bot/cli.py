@@ -105,6 +105,7 @@ async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool
             reading.result()  # surface a crash of the shell itself
             if waker is not None and keep_running:
                 # Input ended but the bot is a service: keep delivering until stopped.
+                log.info("input closed; still delivering scheduled messages until stopped")
                 await stopping
     finally:
         for task in (reading, stopping):

@@ -263,3 +263,32 @@ async def test_a_swap_overtaken_by_events_is_closed_for_good(harness: Harness) -
     await harness.say("fay", "rotation assign case-giver @dev")  # ana no longer holds it
     assert "no longer possible" in await harness.say("eli", "swap accept")
     assert "Nobody has asked you" in await harness.say("eli", "swap accept")
+
+
+async def test_reminders_by_dm_reach_present_members_in_their_zone(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort set reminders-to dm")
+    await harness.say("ben", "tz Asia/Tokyo")
+    await harness.say("cleo", "away next")
+    harness.clear()
+    await harness.advance("1d")
+    assert not any(p.startswith("Reminder") for p in harness.channel_posts())
+    assert harness.dms("ben") == ["Reminder: Peer A meets in 1 day — Tue 1 Dec 2026, 23:00 JST. "
+                                  "Your role: moderator."]
+    assert harness.dms("ana") == ["Reminder: Peer A meets in 1 day — Tue 1 Dec 2026, 14:00 GMT. "
+                                  "Your role: case-giver."]
+    assert harness.dms("cleo") == []  # away: not pinged
+
+
+async def test_archived_cohorts_lose_actions_after_the_retention(harness: Harness) -> None:
+    from bot.domain.model import Action
+
+    await harness.setup_cohort()
+    await harness.say("ana", "action add Keep a journal")
+    assert "deleted in 90 days" in await harness.say("root", "cohort archive")
+    await harness.advance("89d")
+    async with harness.app.bot._uow() as uow:
+        assert len(await uow.find(Action)) == 1
+    await harness.advance("2d")
+    async with harness.app.bot._uow() as uow:
+        assert await uow.find(Action) == []
