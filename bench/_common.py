@@ -117,12 +117,19 @@ _NAME_RE = re.compile(r"[^a-z0-9_]+")
 
 
 class BenchDatabases:
-    """Creates throw-away databases for one benchmark run and removes them all at the end."""
+    """Creates throw-away databases for one benchmark run and removes them all at the end.
 
-    def __init__(self, kind: str, pg_url: str = DEFAULT_PG_URL) -> None:
+    `tmpdir` (SQLite: where the files go) and `tag` (PostgreSQL: the suffix of database names,
+    default this process id) let a parent process own databases a child process creates;
+    `detach()` makes this object forget them, so that only the parent cleans up."""
+
+    def __init__(self, kind: str, pg_url: str = DEFAULT_PG_URL, *, tmpdir: str | None = None,
+                 tag: str | None = None) -> None:
         self.kind = kind
         self.pg_url = pg_url
-        self._tmp: str | None = None
+        self._tmp = tmpdir
+        self._own_tmp = tmpdir is None
+        self._tag = tag or str(os.getpid())
         self._pg_names: list[str] = []
 
     def __enter__(self) -> BenchDatabases:
@@ -136,6 +143,9 @@ class BenchDatabases:
             self._tmp = tempfile.mkdtemp(prefix="cohortbot-bench-")
         return self._tmp
 
+    def _pg_name(self, label: str) -> str:
+        return f"cohortbot_bench_{label}_{self._tag}"
+
     def create(self, label: str) -> str:
         """A new, empty database; returns its async SQLAlchemy URL."""
         label = _NAME_RE.sub("_", label.lower())
@@ -144,7 +154,7 @@ class BenchDatabases:
             if path.exists():
                 raise RuntimeError(f"{path} exists already")
             return f"sqlite+aiosqlite:///{path}"
-        name = f"cohortbot_bench_{label}_{os.getpid()}"
+        name = self._pg_name(label)
         _pg_admin(self.pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         _pg_admin(self.pg_url, f'CREATE DATABASE "{name}"')
         self._pg_names.append(name)
@@ -163,20 +173,34 @@ class BenchDatabases:
                     shutil.copyfile(str(src) + suffix, str(dst) + suffix)
             return f"sqlite+aiosqlite:///{dst}"
         src_name = make_url(url).database
-        name = f"cohortbot_bench_{label}_{os.getpid()}"
+        name = self._pg_name(label)
         _pg_admin(self.pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         _pg_admin(self.pg_url, f'CREATE DATABASE "{name}" TEMPLATE "{src_name}"')
         self._pg_names.append(name)
         return _pg_url_for(self.pg_url, name)
+
+    def detach(self) -> None:
+        self._pg_names.clear()
+        self._own_tmp = False
 
     def drop_all(self) -> None:
         for name in reversed(self._pg_names):
             with contextlib.suppress(Exception):
                 _pg_admin(self.pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self._pg_names.clear()
-        if self._tmp is not None:
+        if self._tmp is not None and self._own_tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def drop_pg_database(pg_url: str, url: str) -> None:
+    """Drop the benchmark database at `url` (only ever one named cohortbot_bench_*)."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database or ""
+    if not name.startswith("cohortbot_bench_"):
+        raise ValueError(f"refusing to drop {name!r}: not a benchmark database")
+    _pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------- the app
@@ -663,7 +687,18 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (ru_maxrss, KiB on Linux) in MB."""
+    """Peak resident set size of this process (ru_maxrss, KiB on Linux) in MB. On Linux it
+    also covers the parent's RSS at fork time (kept across exec): measure in a child started
+    by a small parent, and compare with `hwm_mb()`."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def hwm_mb() -> float:
+    """Peak RSS of this process image since exec (VmHWM in /proc/self/status) in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

@@ -77,6 +77,78 @@ async def measure(kind: str, url: str, size: int, args: argparse.Namespace,
         await app.close()
 
 
+def domain_floor(size: int) -> float:
+    """Seconds the pure domain code takes to compute every session and notification plan_all
+    writes for `size` identical cohorts (no database at all)."""
+    from datetime import timedelta
+
+    from bot.domain.cohort_settings import CohortSettings
+    from bot.domain.planning import session_notices
+    from bot.domain.schedule import Schedule, occurrences
+
+    tpl = c.cohort_template()
+    horizon = timedelta(days=14)
+    t0 = time.perf_counter()
+    count = 0
+    for i in range(size):
+        sched = Schedule.from_json(tpl["schedule"])
+        settings = CohortSettings.from_json(tpl["settings"])
+        for k, slot in enumerate(occurrences(sched, after=c.START, before=c.START + horizon)):
+            for notice in session_notices(session_id=i * 10 + k, rev=0, starts_at=slot,
+                                          duration=sched.duration, settings=settings,
+                                          reminder_offsets_min=tpl["reminder_offsets"]):
+                count += c.START <= notice.due_at < c.START + horizon
+    return time.perf_counter() - t0
+
+
+async def write_floor(src_url: str, dst_url: str) -> tuple[float, int, int]:
+    """Seconds to write the sessions and notifications plan_all produced in `src_url` into the
+    fresh, seeded database `dst_url` with one executemany each (the notification statement is
+    add_notification's upsert, built once), in one transaction, through the bot's engine."""
+    from sqlalchemy import create_engine, or_, select
+
+    from bot.db import tables as t
+    from bot.db.engine import create_engine as create_async
+    from bot.db.engine import sync_url
+    from bot.domain.model import PENDING, VOID
+
+    src = create_engine(sync_url(src_url))
+    with src.connect() as conn:
+        sessions = [dict(r._mapping) for r in conn.execute(select(t.sessions))]
+        notes = [dict(r._mapping) for r in conn.execute(select(t.notifications))]
+    src.dispose()
+    for n in notes:
+        del n["id"]
+        n.update(status=PENDING, fired_at=None, late=False)
+    for s in sessions:
+        s.update(announced=False, roster=None)
+
+    engine = create_async(dst_url)
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(t.notifications)
+    col = t.notifications.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"due_at": stmt.excluded.due_at, "stale_at": stmt.excluded.stale_at,
+              "payload": stmt.excluded.payload, "status": PENDING},
+        # add_notification's `status IN (pending, void)`, spelled without an expanding IN
+        # (which executemany cannot take).
+        where=or_(col.status == PENDING, col.status == VOID))
+    try:
+        async with engine.connect() as conn:  # connect (and run the pragmas) outside the timing
+            await conn.rollback()
+        t0 = time.perf_counter()
+        async with engine.begin() as conn:
+            await conn.execute(t.sessions.insert(), sessions)
+            await conn.execute(stmt, notes)
+        return time.perf_counter() - t0, len(sessions), len(notes)
+    finally:
+        await engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=8, help="members per cohort (default: 8)")
     p.add_argument("--replan", action="store_true",
                    help="also time a second plan_all() that has nothing new to plan")
+    p.add_argument("--floor", action="store_true",
+                   help="also time two lower bounds for plan_all: the pure domain computation "
+                        "of the same sessions/notifications, and writing plan_all's rows back "
+                        "with one executemany per table into a fresh database")
     args = p.parse_args(argv)
     c.quiet_logs(args.verbose)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -109,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                 res = asyncio.run(measure(kind, url, size, args, prof))
                 res["rows"] = c.count_rows(url, "sessions", "notifications", "outbox")
                 res["kinds"] = c.count_by(url, "notifications", "status")
+                if args.floor:
+                    res["floor_domain_s"] = domain_floor(size)
+                    dst = dbs.create(f"floor_{size}")
+                    ensure_schema(dst)
+                    c.seed_cohorts(dst, size, args.members)
+                    res["floor_write_s"], *_ = asyncio.run(write_floor(url, dst))
                 results[kind].append(res)
                 print(f"{kind}: {size:,} cohorts: plan_all {res['plan_s']:.2f} s, "
                       f"run_due {res['run_s']:.2f} s", flush=True)
@@ -144,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in ("plan", "run"):
                 ratio = hi[f"{step}_s"] / lo[f"{step}_s"]
                 label = f"{'plan_all' if step == 'plan' else 'run_due'} growth " \
-                        f"{hi['size'] // 1000}k/{lo['size'] // 1000}k"
+                        f"{hi['size']:,}/{lo['size']:,} cohorts"
                 if step == "plan" and (lo["size"], hi["size"]) == (1000, 10_000):
                     ok = ratio <= TARGET_RATIO
                     ok_all &= ok
@@ -153,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     checks.append([kind, label, f"{ratio:.2f}", "-", "-", "info"])
     print(c.table(["db", "check", "measured", "target", "measured/target", "verdict"], checks))
+    if args.floor:
+        print()
+        print(c.table(
+            ["db", "cohorts", "plan_all s", "domain compute only s", "bulk write only s",
+             "plan_all / (compute + write)"],
+            [[kind, r["size"], r["plan_s"], r["floor_domain_s"], r["floor_write_s"],
+              f"{r['plan_s'] / (r['floor_domain_s'] + r['floor_write_s']):.0f}x"]
+             for kind, rs in results.items() for r in rs]))
     for kind, rs in results.items():
         for r in rs:
             print(f"{kind} {r['size']:,}: notifications by status after the run: {r['kinds']}; "

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,13 +20,17 @@ from bot.db import tables as t
 from bot.domain.model import (
     CANCELLED,
     PENDING,
+    SCHEDULED,
     VOID,
     Notification,
     OutboxMessage,
     Session,
 )
+from bot.service.ports import NewNotification
 
 T = TypeVar("T")
+
+IN_CHUNK = 500  # ids per IN (…) list: well inside every backend's parameter limit
 
 
 class SqlUnitOfWork:
@@ -117,6 +121,59 @@ class SqlUnitOfWork:
             stmt = stmt.where(c.status != CANCELLED)
         stmt = stmt.order_by(c.starts_at, c.id)
         return list((await self.s.scalars(stmt)).all())
+
+    async def sessions_window(
+        self, cohort_ids: Sequence[int], start: datetime, end: datetime
+    ) -> list[Session]:
+        c = t.sessions.c
+        out: list[Session] = []
+        for i in range(0, len(cohort_ids), IN_CHUNK):
+            stmt = select(Session).where(
+                c.cohort_id.in_(list(cohort_ids[i:i + IN_CHUNK])),
+                or_(and_(c.starts_at >= start, c.starts_at < end),
+                    and_(c.slot >= start, c.slot < end)),
+            ).order_by(c.cohort_id, c.starts_at, c.id)
+            out += (await self.s.scalars(stmt)).all()
+        return out
+
+    async def insert_sessions(self, rows: Sequence[tuple[int, datetime, int]]) -> list[int]:
+        if not rows:
+            return []
+        values = [
+            {"cohort_id": cohort_id, "starts_at": slot, "slot": slot, "duration_min": minutes,
+             "origin": "schedule", "status": SCHEDULED, "rev": 0, "cancel_reason": None,
+             "announced": False, "roster": None, "phase": None, "phase_run": 0,
+             "summarised": False}
+            for cohort_id, slot, minutes in rows
+        ]
+        # Core executemany with RETURNING, in parameter order: ids without building entities.
+        result = await self.s.execute(
+            insert(t.sessions).returning(t.sessions.c.id, sort_by_parameter_order=True), values
+        )
+        return [row[0] for row in result]
+
+    async def notification_keys(self, keys: Sequence[str]) -> set[str]:
+        c = t.notifications.c
+        found: set[str] = set()
+        for i in range(0, len(keys), IN_CHUNK):
+            rows = await self.s.execute(select(c.key).where(c.key.in_(list(keys[i:i + IN_CHUNK]))))
+            found.update(r[0] for r in rows)
+        return found
+
+    async def insert_notifications(self, rows: Sequence[NewNotification]) -> None:
+        if not rows:
+            return
+        ins = pg_insert if self._dialect() == "postgresql" else sqlite_insert
+        values = [
+            {"key": n.key, "kind": n.kind, "cohort_id": cohort_id, "session_id": session_id,
+             "due_at": n.due_at, "stale_at": n.stale_at, "payload": n.payload,
+             "status": PENDING, "fired_at": None, "late": False}
+            for cohort_id, session_id, n in rows
+        ]
+        # One executemany; a row planned meanwhile by another instance is simply skipped.
+        await self.s.execute(
+            ins(t.notifications).on_conflict_do_nothing(index_elements=["key"]), values
+        )
 
     def _dialect(self) -> str:
         bind = self.s.bind

@@ -21,12 +21,15 @@ from bot.domain.model import (
     Notification,
     Session,
 )
-from bot.domain.planning import session_notices
+from bot.domain.planning import PlannedNotice, session_notices
+from bot.domain.schedule import Schedule, occurrences
 from bot.service.api import Policy
 from bot.service.cohort_state import ensure_sessions
-from bot.service.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from bot.service.ports import Clock, NewNotification, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+
+PLAN_CHUNK = 500  # cohorts per transaction
 
 
 async def plan_session(uow: UnitOfWork, cohort: Cohort, session: Session, now: datetime,
@@ -34,17 +37,10 @@ async def plan_session(uow: UnitOfWork, cohort: Cohort, session: Session, now: d
     """Upsert the notifications of one session that fall due before `horizon_end`."""
     if cohort.status != ACTIVE or session.status != SCHEDULED:
         return 0
-    settings = CohortSettings.from_json(cohort.settings)
     planned = 0
-    for notice in session_notices(
-        session_id=session.id, rev=session.rev, starts_at=session.starts_at,
-        duration=timedelta(minutes=session.duration_min), settings=settings,
-        reminder_offsets_min=cohort.reminder_offsets,
-    ):
-        # Something that fell due before it was planned (a session added an hour before it
-        # starts) is not news to anyone: only rows planned in time may go out late.
-        if notice.due_at < now or notice.due_at >= horizon_end:
-            continue
+    for notice in _notices(cohort, session_id=session.id, rev=session.rev,
+                           starts_at=session.starts_at, minutes=session.duration_min,
+                           now=now, horizon_end=horizon_end):
         planned += await uow.add_notification(Notification(
             key=notice.key, kind=notice.kind, cohort_id=cohort.id, session_id=session.id,
             due_at=notice.due_at, stale_at=notice.stale_at, payload=notice.payload,
@@ -64,6 +60,59 @@ async def plan_cohort(uow: UnitOfWork, cohort: Cohort, now: datetime, policy: Po
     return planned
 
 
+async def plan_many(uow: UnitOfWork, cohorts: list[Cohort], now: datetime,
+                    policy: Policy) -> int:
+    """Materialise sessions and insert missing notifications for many cohorts at once."""
+    end = now + policy.horizon
+    look_back = now - timedelta(days=1)  # a session under way may still owe its summary
+    by_id = {c.id: c for c in cohorts if c.status == ACTIVE and c.schedule}
+    known = await uow.sessions_window(list(by_id), look_back, end)
+    slots_known = {(s.cohort_id, s.slot) for s in known}
+    new: list[tuple[int, datetime, int]] = []
+    for cohort in by_id.values():
+        sched = Schedule.from_json(cohort.schedule or {})
+        duration = int(sched.duration.total_seconds() // 60)
+        new += [(cohort.id, slot, duration)
+                for slot in occurrences(sched, after=now, before=end)
+                if (cohort.id, slot) not in slots_known]
+    new_ids = await uow.insert_sessions(new)
+    # New sessions as plain values: (cohort, id, start, minutes, rev), like the known ones.
+    sessions = [(s.cohort_id, s.id, s.starts_at, s.duration_min, s.rev) for s in known
+                if s.status == SCHEDULED]
+    sessions += [(cid, sid, slot, minutes, 0) for (cid, slot, minutes), sid in zip(new, new_ids,
+                                                                                    strict=True)]
+    planned: list[NewNotification] = []
+    for cohort_id, session_id, starts_at, minutes, rev in sessions:
+        if not look_back <= starts_at < end:
+            continue
+        cohort = by_id[cohort_id]
+        planned += [(cohort_id, session_id, notice) for notice in _notices(
+            cohort, session_id=session_id, rev=rev, starts_at=starts_at, minutes=minutes,
+            now=now, horizon_end=end)]
+    existing = await uow.notification_keys([n.key for _, _, n in planned])
+    # Plain values, not mapped entities: building 100,000 ORM objects would cost more than
+    # the inserts themselves.
+    missing = [row for row in planned if row[2].key not in existing]
+    await uow.insert_notifications(missing)
+    return len(missing)
+
+
+def _notices(cohort: Cohort, *, session_id: int, rev: int, starts_at: datetime, minutes: int,
+             now: datetime, horizon_end: datetime) -> list[PlannedNotice]:
+    settings = CohortSettings.from_json(cohort.settings)
+    return [
+        notice
+        for notice in session_notices(
+            session_id=session_id, rev=rev, starts_at=starts_at,
+            duration=timedelta(minutes=minutes), settings=settings,
+            reminder_offsets_min=cohort.reminder_offsets,
+        )
+        # Something that fell due before it was planned (a session added an hour before it
+        # starts) is not news to anyone: only rows planned in time may go out late.
+        if now <= notice.due_at < horizon_end
+    ]
+
+
 async def unplan_session(uow: UnitOfWork, session: Session) -> int:
     return await uow.void_pending(session_id=session.id)
 
@@ -75,16 +124,20 @@ class Planner:
         self._policy = policy
 
     async def plan_all(self) -> int:
-        """Extend every active cohort's horizon; returns how many notifications were planned."""
+        """Extend every active cohort's horizon; returns how many notifications were planned.
+
+        Set-based, so that 10,000 cohorts cost a handful of queries per chunk rather than a
+        handful per cohort: existing sessions and keys are read in bulk, and only what is
+        missing is inserted. (Changes to one cohort re-plan it with `plan_cohort`, which also
+        moves or revives rows.)"""
         now = self._clock.now()
         async with self._uow() as uow:
-            ids = [c.id for c in await uow.find(Cohort, status=ACTIVE)]
+            ids = [c.id for c in await uow.find(Cohort, status=ACTIVE) if c.schedule]
         planned = 0
-        for start in range(0, len(ids), self._policy.batch_size):
+        for start in range(0, len(ids), PLAN_CHUNK):
             async with self._uow() as uow:
-                batch = tuple(ids[start:start + self._policy.batch_size])
-                for cohort in await uow.find(Cohort, id=batch):
-                    planned += await plan_cohort(uow, cohort, now, self._policy)
+                cohorts = await uow.find(Cohort, id=tuple(ids[start:start + PLAN_CHUNK]))
+                planned += await plan_many(uow, cohorts, now, self._policy)
                 await uow.commit()
         return planned
 

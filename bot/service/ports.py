@@ -14,9 +14,13 @@ from typing import Any, Protocol, TypeVar
 
 from bot.chat.message import Message
 from bot.domain.model import Notification, OutboxMessage, Session
+from bot.domain.planning import PlannedNotice
 from bot.domain.refs import ChannelRef, UserRef
 
 T = TypeVar("T")
+
+#: A notification to insert in bulk: (cohort id, session id, what and when).
+NewNotification = tuple[int, int | None, PlannedNotice]
 
 
 class Clock(Protocol):
@@ -55,6 +59,24 @@ class UnitOfWork(Protocol):
     async def sessions_between(
         self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False
     ) -> list[Session]: ...
+
+    async def sessions_window(
+        self, cohort_ids: Sequence[int], start: datetime, end: datetime
+    ) -> list[Session]:
+        """Sessions of these cohorts starting, or originally slotted, in [start, end)."""
+        ...
+
+    async def insert_sessions(self, rows: Sequence[tuple[int, datetime, int]]) -> list[int]:
+        """Insert schedule sessions (cohort id, slot, minutes) in bulk; their ids in order."""
+        ...
+
+    async def notification_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these notification keys exist already."""
+        ...
+
+    async def insert_notifications(self, rows: Sequence[NewNotification]) -> None:
+        """Insert many new notifications; keys that exist already are skipped."""
+        ...
 
     async def add_notification(self, n: Notification) -> bool:
         """Insert unless a notification with that key exists; True if inserted."""
