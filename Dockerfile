@@ -3,8 +3,8 @@
 # cohortbot container image.
 #   docker build -t cohortbot .
 #   docker run -v cohortbot-data:/data -e COHORTBOT_SLACK__BOT_TOKEN=... cohortbot
-# /data must contain cohortbot.toml (COHORTBOT_CONFIG points there; an empty file is fine
-# when everything comes from COHORTBOT_* variables). See docs/configuration.md.
+# A /data/cohortbot.toml is read when present (the working directory is /data); without one,
+# defaults and COHORTBOT_* variables configure the bot. See docs/configuration.md.
 
 # ---------------------------------------------------------------- build stage
 # Installs cohortbot and every dependency into a self-contained venv at /opt/venv.
@@ -42,10 +42,9 @@ RUN groupadd --system --gid 10001 cohortbot \
 COPY --from=build /opt/venv /opt/venv
 
 # PATH: the `cohortbot` entry point. PYTHONUNBUFFERED: logs reach `docker logs` at once.
-# COHORTBOT_CONFIG / COHORTBOT_DATABASE__URL: config file and SQLite database on the volume.
+# COHORTBOT_DATABASE__URL: the SQLite database on the volume.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    COHORTBOT_CONFIG=/data/cohortbot.toml \
     COHORTBOT_DATABASE__URL=sqlite+aiosqlite:////data/cohortbot.db
 
 # Config, database and the Matrix key store (relative store_path) all live here.
