@@ -1,9 +1,9 @@
 """Wake the dispatcher at the next due instant, plus a periodic safety sweep.
 
-APScheduler holds two in-memory jobs and nothing else: `wake` (a date trigger at the earliest
-pending `due_at`, re-armed after every run and every change) and `sweep` (an interval job that
-extends the planning horizon, purges expired data and runs anything missed). Jobs are derived
-from the database and rebuilt at start; nothing is pickled or persisted.
+APScheduler holds in-memory jobs and nothing else: `wake` (a date trigger at the earliest
+pending `due_at`, re-armed after every run and every change), `sweep` (a short interval that
+runs anything missed) and `plan` (hourly: extends the planning horizon, purges expired data).
+Jobs are derived from the database and rebuilt at start; nothing is pickled or persisted.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from bot.service.ports import Clock
 
 log = logging.getLogger(__name__)
 
+PLAN_SECONDS = 3600
+
 
 class Waker:
     def __init__(self, dispatcher: Dispatcher, planner: Planner, clock: Clock,
@@ -37,10 +39,14 @@ class Waker:
 
     async def start(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
-        self._scheduler.add_job(self.sweep, IntervalTrigger(seconds=self._sweep), id="sweep",
+        self._scheduler.add_job(self.wake, IntervalTrigger(seconds=self._sweep), id="sweep",
+                                max_instances=1, coalesce=True)
+        # Planning ahead is set-based but not free: hourly is plenty for a 14-day horizon
+        # (every change re-plans its own cohort at once).
+        self._scheduler.add_job(self.plan, IntervalTrigger(seconds=PLAN_SECONDS), id="plan",
                                 max_instances=1, coalesce=True)
         self._scheduler.start()
-        await self.sweep()
+        await self.plan()
 
     async def stop(self) -> None:
         """Stop waking, and wait for a wake-up in flight so nothing is cut off mid-send."""
@@ -56,12 +62,12 @@ class Waker:
             self._scheduler.add_job(self.wake, id="wake-now", replace_existing=True,
                                     misfire_grace_time=None)
 
-    async def sweep(self) -> None:
+    async def plan(self) -> None:
         try:
             await self._planner.plan_all()
             await self._planner.purge()
         except Exception:
-            log.exception("planning sweep failed; retrying at the next sweep")
+            log.exception("planning failed; retrying within the hour")
         await self.wake()
 
     async def wake(self) -> None:

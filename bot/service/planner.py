@@ -89,7 +89,9 @@ async def plan_many(uow: UnitOfWork, cohorts: list[Cohort], now: datetime,
         planned += [(cohort_id, session_id, notice) for notice in _notices(
             cohort, session_id=session_id, rev=rev, starts_at=starts_at, minutes=minutes,
             now=now, horizon_end=end)]
-    existing = await uow.notification_keys([n.key for _, _, n in planned])
+    # Only sessions that existed before can have notifications already: look those up.
+    fresh = set(new_ids)
+    existing = await uow.notification_keys([n.key for _, sid, n in planned if sid not in fresh])
     # Plain values, not mapped entities: building 100,000 ORM objects would cost more than
     # the inserts themselves.
     missing = [row for row in planned if row[2].key not in existing]
