@@ -157,10 +157,27 @@ class Cast:
         return [r for r, m in self.roles.items() if m == member_id]
 
 
-async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session]) -> list[Cast]:
-    """Stored roles for announced sessions; a rotation preview for the others, in order."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Roster:
+    """The rotation's members (queue order) and their absences, loaded once per use."""
+
+    members: list[Member]
+    absences: dict[int, list[Absence]]
+
+    def present(self, session: Session, zone: str) -> list[Member]:
+        return present_at(self.members, self.absences, session, zone)
+
+
+async def load_roster(uow: UnitOfWork, cohort: Cohort) -> Roster:
     members = await roster(uow, cohort)
-    absences = await absences_of(uow, members)
+    return Roster(members=members, absences=await absences_of(uow, members))
+
+
+async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session],
+                team: Roster | None = None) -> list[Cast]:
+    """Stored roles for announced sessions; a rotation preview for the others, in order."""
+    team = team or await load_roster(uow, cohort)
+    members, absences = team.members, team.absences
     queue = [str(m.id) for m in members]
     out: list[Cast] = []
     scheduled = [s for s in sessions if s.status == SCHEDULED]
@@ -197,15 +214,16 @@ async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session]) -> lis
     return out
 
 
-async def fix_cast(uow: UnitOfWork, cohort: Cohort, session: Session) -> Cast:
+async def fix_cast(uow: UnitOfWork, cohort: Cohort, session: Session,
+                   team: Roster | None = None) -> Cast:
     """Store the session's roles (if not stored yet) so swaps and overrides have a base."""
-    [cast] = await casts(uow, cohort, [session])
+    team = team or await load_roster(uow, cohort)
+    [cast] = await casts(uow, cohort, [session], team)
     if not cast.planned:
         return cast
     for role, member_id in cast.roles.items():
         uow.add(Assignment(session_id=session.id, role=role, member_id=member_id))
-    members = await roster(uow, cohort)
-    session.roster = {"members": [m.id for m in members], "present": sorted(cast.present)}
+    session.roster = {"members": [m.id for m in team.members], "present": sorted(cast.present)}
     session.announced = True
     await uow.flush()
     return Cast(session=session, roles=cast.roles, reasons=cast.reasons, present=cast.present,

@@ -28,7 +28,7 @@ from bot.domain.model import (
 from bot.domain.refs import UserRef
 from bot.domain.timeparse import format_duration
 from bot.service.api import Policy
-from bot.service.cohort_state import absences_of, fix_cast, present_at, roster
+from bot.service.cohort_state import fix_cast, load_roster
 from bot.service.context import queue_message, zone_of
 from bot.service.ports import Directory, UnitOfWork
 from bot.service.questions import release_batch
@@ -68,13 +68,6 @@ class Firing:
         return f"{self.policy.prefix_for(platform)} {text}"
 
 
-async def _present_members(f: Firing, session: Session) -> tuple[list[Member], list[Member]]:
-    members = await roster(f.uow, f.cohort)
-    absences = await absences_of(f.uow, members)
-    present = present_at(members, absences, session, f.cohort.zone)
-    return members, present
-
-
 def _cast_lines(roles: dict[str, int], by_id: dict[int, Member]) -> list[Message]:
     out: list[Message] = []
     for role, member_id in roles.items():
@@ -86,10 +79,10 @@ def _cast_lines(roles: dict[str, int], by_id: dict[int, Member]) -> list[Message
 
 async def announce(f: Firing) -> None:
     assert f.session is not None
-    cast = await fix_cast(f.uow, f.cohort, f.session)
-    members, present = await _present_members(f, f.session)
-    by_id = {m.id: m for m in members}
-    away = len(members) - len(present)
+    team = await load_roster(f.uow, f.cohort)
+    cast = await fix_cast(f.uow, f.cohort, f.session, team)
+    by_id = {m.id: m for m in team.members}
+    away = len(team.members) - len(cast.present)
     body = [Message.of(Strong(f"Roles for {f.cohort.name}"), " on ",
                        When(f.session.starts_at, f.cohort.zone), ":")]
     body += _cast_lines(cast.roles, by_id)
@@ -101,9 +94,11 @@ async def announce(f: Firing) -> None:
 async def reminder(f: Firing) -> None:
     assert f.session is not None
     settings = CohortSettings.from_json(f.cohort.settings)
-    members, present = await _present_members(f, f.session)
-    cast = await _cast_or_preview(f)
-    by_id = {m.id: m for m in members}
+    team = await load_roster(f.uow, f.cohort)
+    present = team.present(f.session, f.cohort.zone)
+    # Once a reminder names the roles they are binding, even if the announcement was missed.
+    cast = dict((await fix_cast(f.uow, f.cohort, f.session, team)).roles)
+    by_id = {m.id: m for m in team.members}
     lead = format_duration(timedelta(minutes=int(f.notice.payload.get("offset_min", 0))))
     if settings.reminders_to in ("channel", "both"):
         body = [Message.of(Strong(f"Reminder: {f.cohort.name} meets in {lead}"), " — ",
@@ -128,19 +123,13 @@ async def reminder(f: Firing) -> None:
             ))
 
 
-async def _cast_or_preview(f: Firing) -> dict[str, int]:
-    # Once a reminder names the roles they are binding, even if the announcement was missed.
-    assert f.session is not None
-    return dict((await fix_cast(f.uow, f.cohort, f.session)).roles)
-
-
 async def _open_actions(f: Firing, member: Member) -> list[Action]:
     return await f.uow.find(Action, member_id=member.id, status="open", order_by="number")
 
 
 async def checkin(f: Firing, *, nudge: bool = False) -> None:
     assert f.session is not None
-    _, present = await _present_members(f, f.session)
+    present = (await load_roster(f.uow, f.cohort)).present(f.session, f.cohort.zone)
     for m in present:
         actions = [a for a in await _open_actions(f, m) if a.created_at < f.session.starts_at]
         if not actions or (nudge and all(a.answer for a in actions)):
@@ -165,8 +154,9 @@ async def nudge(f: Firing) -> None:
 
 async def summary(f: Firing) -> None:
     assert f.session is not None
-    await fix_cast(f.uow, f.cohort, f.session)  # the session happens: its roles count
-    members = await roster(f.uow, f.cohort)
+    team = await load_roster(f.uow, f.cohort)
+    await fix_cast(f.uow, f.cohort, f.session, team)  # the session happens: its roles count
+    members = team.members
     counts = dict.fromkeys([*ANSWER_WORDS, "none"], 0)
     shared: list[Message] = []
     for m in members:
