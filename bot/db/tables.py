@@ -60,6 +60,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_instant(value: datetime) -> str:
+    """An instant exactly as SQLAlchemy stores `UTCDateTime` in SQLite (for raw bulk writes:
+    SQLite compares these as text, so the format must match to the character)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _id() -> Column[int]:
     return Column("id", Integer, primary_key=True, autoincrement=True)
 
