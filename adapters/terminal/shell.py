@@ -37,22 +37,25 @@ class TerminalMessenger:
 
     def __init__(self, out: TextIO, delivered_log: Path | None = None) -> None:
         self._out = out
-        self._log = delivered_log
         self._delivered: set[int] = set()
-        if delivered_log is not None and delivered_log.exists():
-            self._delivered = {
-                int(x) for x in delivered_log.read_text().split() if x.isdigit()
-            }
+        self._log: TextIO | None = None
+        if delivered_log is not None:
+            if delivered_log.exists():
+                self._delivered = {
+                    int(x) for x in delivered_log.read_text().split() if x.isdigit()
+                }
+            # Kept open so the record follows the print within microseconds: a crash between
+            # the two is the only way a line can be printed twice.
+            self._log = delivered_log.open("a", buffering=1)
 
     async def send(self, out: Outgoing) -> str:
         if out.outbox_id not in self._delivered:
             prefix = f"[dm:{out.target}]" if out.direct else f"[#{out.target}]"
             self._out.write(prefixed(prefix, render(out.message)) + "\n")
             self._out.flush()
-            self._delivered.add(out.outbox_id)
             if self._log is not None:
-                with self._log.open("a") as f:
-                    f.write(f"{out.outbox_id}\n")
+                self._log.write(f"{out.outbox_id}\n")
+            self._delivered.add(out.outbox_id)
         return f"terminal-{out.outbox_id}"
 
 
