@@ -60,7 +60,7 @@ def _child(mode: str, url: str, batch_size: int | None, max_seconds: float) -> d
     mark("interpreter")
     import asyncio
 
-    import bot.bootstrap  # noqa: F401  (what `cohortbot run` imports before it starts)
+    import bot.bootstrap  # what `cohortbot run` imports before it starts
     import bot.db.uow  # noqa: F401
 
     mark("imports")

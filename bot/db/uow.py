@@ -147,23 +147,26 @@ class SqlUnitOfWork:
              "summarised": False}
             for cohort_id, slot, minutes in rows
         ]
-        # Core executemany with RETURNING, in parameter order: ids without building entities.
-        result = await self.s.execute(
-            insert(t.sessions).returning(t.sessions.c.id, sort_by_parameter_order=True), values
-        )
-        return [row[0] for row in result]
+        # A plain executemany (RETURNING in parameter order would cost one statement per row
+        # on SQLite), then the ids by their unique (cohort, slot), a chunk at a time.
+        await self.s.execute(insert(t.sessions), values)
+        c = t.sessions.c
+        ids: dict[tuple[int, datetime], int] = {}
+        cohort_ids = sorted({cohort_id for cohort_id, _, _ in rows})
+        first = min(slot for _, slot, _ in rows)
+        last = max(slot for _, slot, _ in rows)
+        for i in range(0, len(cohort_ids), IN_CHUNK):
+            found = await self.s.execute(
+                select(c.id, c.cohort_id, c.slot).where(
+                    c.cohort_id.in_(cohort_ids[i:i + IN_CHUNK]), c.slot >= first, c.slot <= last
+                )
+            )
+            ids.update({(cid, slot): sid for sid, cid, slot in found})
+        return [ids[(cohort_id, slot)] for cohort_id, slot, _ in rows]
 
-    async def notification_keys(self, keys: Sequence[str]) -> set[str]:
-        c = t.notifications.c
-        found: set[str] = set()
-        for i in range(0, len(keys), IN_CHUNK):
-            rows = await self.s.execute(select(c.key).where(c.key.in_(list(keys[i:i + IN_CHUNK]))))
-            found.update(r[0] for r in rows)
-        return found
-
-    async def insert_notifications(self, rows: Sequence[NewNotification]) -> None:
+    async def insert_notifications(self, rows: Sequence[NewNotification]) -> int:
         if not rows:
-            return
+            return 0
         sqlite = self._dialect() == "sqlite"
         # The hot path of planning: one driver-level executemany of plain tuples. Going through
         # SQLAlchemy's per-value type processing costs several times the write itself.
@@ -180,7 +183,9 @@ class SqlUnitOfWork:
             for cohort_id, session_id, n in rows
         ]
         conn = await self.s.connection()
-        await conn.exec_driver_sql(sql, values)
+        result = await conn.exec_driver_sql(sql, values)
+        # Both drivers sum an executemany's rowcount; -1 would mean "unknown".
+        return result.rowcount if result.rowcount >= 0 else len(values)
 
     def _dialect(self) -> str:
         bind = self.s.bind

@@ -89,14 +89,9 @@ async def plan_many(uow: UnitOfWork, cohorts: list[Cohort], now: datetime,
         planned += [(cohort_id, session_id, notice) for notice in _notices(
             cohort, session_id=session_id, rev=rev, starts_at=starts_at, minutes=minutes,
             now=now, horizon_end=end)]
-    # Only sessions that existed before can have notifications already: look those up.
-    fresh = set(new_ids)
-    existing = await uow.notification_keys([n.key for _, sid, n in planned if sid not in fresh])
-    # Plain values, not mapped entities: building 100,000 ORM objects would cost more than
-    # the inserts themselves.
-    missing = [row for row in planned if row[2].key not in existing]
-    await uow.insert_notifications(missing)
-    return len(missing)
+    # Keys that exist already are skipped by the insert itself (ON CONFLICT DO NOTHING):
+    # cheaper than looking them up first, and race-free between instances.
+    return await uow.insert_notifications(planned)
 
 
 def _notices(cohort: Cohort, *, session_id: int, rev: int, starts_at: datetime, minutes: int,

@@ -70,12 +70,9 @@ class UnitOfWork(Protocol):
         """Insert schedule sessions (cohort id, slot, minutes) in bulk; their ids in order."""
         ...
 
-    async def notification_keys(self, keys: Sequence[str]) -> set[str]:
-        """Which of these notification keys exist already."""
-        ...
-
-    async def insert_notifications(self, rows: Sequence[NewNotification]) -> None:
-        """Insert many new notifications; keys that exist already are skipped."""
+    async def insert_notifications(self, rows: Sequence[NewNotification]) -> int:
+        """Insert many new notifications; keys that exist already are skipped. Returns how
+        many were new."""
         ...
 
     async def add_notification(self, n: Notification) -> bool:
