@@ -51,7 +51,8 @@ class Ctx:
     @property
     def member(self) -> Member:
         if self.member_ is None:
-            raise NotAllowed(f"Only members of {self.cohort.name} can do this.")
+            raise NotAllowed(f"This is for members of {self.cohort.name}, and you are not one "
+                             f"(an admin can add you: {self.cmd('cohort members add @you')}).")
         return self.member_
 
     def cmd(self, text: str) -> str:

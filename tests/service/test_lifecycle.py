@@ -292,3 +292,10 @@ async def test_archived_cohorts_lose_actions_after_the_retention(harness: Harnes
     await harness.advance("2d")
     async with harness.app.bot._uow() as uow:
         assert await uow.find(Action) == []
+
+
+async def test_an_admin_who_is_not_a_member_is_told_how_to_join(harness: Harness) -> None:
+    await harness.setup_cohort()
+    reply = await harness.say("root", "action add Something")
+    assert "This is for members of Peer A, and you are not one" in reply
+    assert "/cohort cohort members add @you" in reply
