@@ -34,7 +34,6 @@ class Waker:
         self._sweep = sweep_seconds
         self._scheduler: AsyncIOScheduler | None = None
         self._lock = asyncio.Lock()
-        self._armed: datetime | None = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -88,11 +87,9 @@ class Waker:
         if self._scheduler is None:
             return
         if at is None:
-            self._armed = None
             if self._scheduler.get_job("wake"):
                 self._scheduler.remove_job("wake")
             return
         at = max(at, self._clock.now())
-        self._armed = at
         self._scheduler.add_job(self.wake, DateTrigger(run_date=at), id="wake",
                                 replace_existing=True, misfire_grace_time=None)

@@ -16,7 +16,6 @@ from bot.domain import rotation
 from bot.domain.errors import UserError
 from bot.domain.model import SCHEDULED, Absence, Assignment, Cohort, Member, Session
 from bot.domain.schedule import Schedule, occurrences
-from bot.domain.timeparse import format_local
 from bot.service.ports import UnitOfWork
 
 MAX_LOOKAHEAD = timedelta(days=400)
@@ -228,7 +227,3 @@ async def fix_cast(uow: UnitOfWork, cohort: Cohort, session: Session,
     await uow.flush()
     return Cast(session=session, roles=cast.roles, reasons=cast.reasons, present=cast.present,
                 planned=False)
-
-
-def when_text(instant: datetime, zone: str) -> str:
-    return format_local(instant, ZoneInfo(zone))

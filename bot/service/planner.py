@@ -110,10 +110,6 @@ def _notices(cohort: Cohort, *, session_id: int, rev: int, starts_at: datetime, 
     ]
 
 
-async def unplan_session(uow: UnitOfWork, session: Session) -> int:
-    return await uow.void_pending(session_id=session.id)
-
-
 class Planner:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy) -> None:
         self._uow = uow
