@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from bot.chat import commands as c
-from bot.chat.message import Mention, Message, Strong, When, lines
-from bot.domain.model import Action, Member
-from bot.service.cohort_state import next_session
+from bot.chat.message import Message, Strong, When, lines
+from bot.domain.model import Action
+from bot.service.checkins import ANSWER_WORDS, open_actions, tally
+from bot.service.cohort_state import next_session, roster
 from bot.service.context import Ctx, Handler, zone_of
-from bot.service.notices import ANSWER_WORDS
 
 MAX_OPEN = 3
 
 
-async def _open(ctx: Ctx, me: Member) -> list[Action]:
-    return await ctx.uow.find(Action, member_id=me.id, status="open", order_by="number")
-
-
 async def add_action(ctx: Ctx, cmd: c.AddAction) -> Message:
     me = ctx.member
-    open_ = await _open(ctx, me)
+    open_ = await open_actions(ctx.uow, me.id)
     if len(open_) >= MAX_OPEN:
         raise ctx.fail(f"You have {MAX_OPEN} open actions already: keep them small and few. "
                        f"Close one with {ctx.cmd('action done|drop <n>')} first.")
@@ -31,7 +27,7 @@ async def add_action(ctx: Ctx, cmd: c.AddAction) -> Message:
 
 
 async def list_actions(ctx: Ctx, cmd: c.ListActions) -> Message:
-    open_ = await _open(ctx, ctx.member)
+    open_ = await open_actions(ctx.uow, ctx.member.id)
     if not open_:
         return Message.of(f"You have no open actions. Add one with {ctx.cmd('action add <text>')}.")
     body: list[Message | str] = ["Your open actions:"]
@@ -64,7 +60,7 @@ async def edit_action(ctx: Ctx, cmd: c.EditAction) -> Message:
 
 async def show_checkin(ctx: Ctx, cmd: c.ShowCheckin) -> Message:
     me = ctx.member
-    open_ = await _open(ctx, me)
+    open_ = await open_actions(ctx.uow, me.id)
     session = await next_session(ctx.uow, ctx.cohort, ctx.now)
     zone = await zone_of(ctx.uow, ctx.directory, ctx.user, ctx.cohort.zone)
     head = Message.of(Strong("Your check-in"), " for the session on ",
@@ -92,23 +88,13 @@ async def share_checkins(ctx: Ctx, cmd: c.ShareCheckins) -> Message:
 
 async def show_summary(ctx: Ctx, cmd: c.ShowSummary) -> Message:
     """The facilitator's view before the session: counts, and the lines members share."""
-    members = await ctx.uow.find(Member, cohort_id=ctx.cohort.id, is_member=True)
-    counts = dict.fromkeys([*ANSWER_WORDS, "none"], 0)
-    shared: list[Message | str] = []
-    for m in members:
-        for a in await _open(ctx, m):
-            counts[a.answer or "none"] += 1
-            if m.share_checkins:
-                answer = ANSWER_WORDS[a.answer] if a.answer else "no answer yet"
-                shared.append(Message.of(Mention(m.user), f": {a.text} [{answer}]"))
-    total = sum(counts.values())
-    if not total:
+    result = await tally(ctx.uow, await roster(ctx.uow, ctx.cohort), unanswered="no answer yet")
+    if not result.total:
         return Message.of(f"No open actions in {ctx.cohort.name} yet.")
     return lines([
-        Message.of(Strong("Check-in so far"), f": {total} open action(s) — {counts['done']} "
-                   f"done, {counts['partly']} partly, {counts['notyet']} not yet, "
-                   f"{counts['dropped']} dropped, {counts['none']} without an answer."),
-        *shared,
+        Message.of(Strong("Check-in so far"),
+                   f": {result.total} open action(s) — {result.breakdown()}."),
+        *result.shared,
     ])
 
 

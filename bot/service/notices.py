@@ -28,6 +28,7 @@ from bot.domain.model import (
 from bot.domain.refs import UserRef
 from bot.domain.timeparse import format_duration
 from bot.service.api import Policy
+from bot.service.checkins import ANSWER_WORDS, open_actions, tally
 from bot.service.cohort_state import fix_cast, load_roster
 from bot.service.context import queue_message, zone_of
 from bot.service.ports import Directory, UnitOfWork
@@ -35,7 +36,6 @@ from bot.service.questions import release_batch
 
 log = logging.getLogger(__name__)
 
-ANSWER_WORDS = {"done": "done", "partly": "partly", "notyet": "not yet", "dropped": "dropped"}
 
 
 @dataclass(kw_only=True)
@@ -123,15 +123,11 @@ async def reminder(f: Firing) -> None:
             ))
 
 
-async def _open_actions(f: Firing, member: Member) -> list[Action]:
-    return await f.uow.find(Action, member_id=member.id, status="open", order_by="number")
-
-
 async def checkin(f: Firing, *, nudge: bool = False) -> None:
     assert f.session is not None
     present = (await load_roster(f.uow, f.cohort)).present(f.session, f.cohort.zone)
     for m in present:
-        actions = [a for a in await _open_actions(f, m) if a.created_at < f.session.starts_at]
+        actions = [a for a in await open_actions(f.uow, m.id) if a.created_at < f.session.starts_at]
         if not actions or (nudge and all(a.answer for a in actions)):
             continue
         zone = await f.zone(m.user)
@@ -154,39 +150,27 @@ async def nudge(f: Firing) -> None:
 
 async def summary(f: Firing) -> None:
     assert f.session is not None
+    session = f.session
     team = await load_roster(f.uow, f.cohort)
-    await fix_cast(f.uow, f.cohort, f.session, team)  # the session happens: its roles count
-    members = team.members
-    counts = dict.fromkeys([*ANSWER_WORDS, "none"], 0)
-    shared: list[Message] = []
-    for m in members:
-        for a in await _open_actions(f, m):
-            if a.created_at >= f.session.starts_at:
-                continue
-            answer = a.answer or "none"
-            counts[answer] += 1
-            f.uow.add(ActionReview(action_id=a.id, session_id=f.session.id, answer=answer,
-                                   note=a.note))
-            if m.share_checkins:
-                note = f" — {a.note}" if a.note else ""
-                shared.append(Message.of(Mention(m.user),
-                                         f": {a.text} [{ANSWER_WORDS.get(answer, 'no answer')}]"
-                                         f"{note}"))
-            # Done and dropped actions close; the rest carry over to the next session.
-            if answer in ("done", "dropped"):
-                a.status = answer
-            a.answer, a.note = None, None
-    total = sum(counts.values())
-    f.session.summarised = True
-    if not total:
+    await fix_cast(f.uow, f.cohort, session, team)  # the session happens: its roles count
+
+    def review(member: Member, a: Action, answer: str) -> None:
+        f.uow.add(ActionReview(action_id=a.id, session_id=session.id, answer=answer,
+                               note=a.note))
+        # Done and dropped actions close; the rest carry over to the next session.
+        if answer in ("done", "dropped"):
+            a.status = answer
+        a.answer, a.note = None, None
+
+    result = await tally(f.uow, team.members, before=session.starts_at, with_notes=True,
+                         each=review)
+    session.summarised = True
+    if not result.total:
         return
-    plural = "s" if total != 1 else ""
+    plural = "s" if result.total != 1 else ""
     body = [Message.of(Strong(f"Check-in summary for {f.cohort.name}"),
-                       f": {total} action{plural} — "
-                       f"{counts['done']} done, {counts['partly']} partly, "
-                       f"{counts['notyet']} not yet, {counts['dropped']} dropped, "
-                       f"{counts['none']} without an answer.")]
-    body += shared
+                       f": {result.total} action{plural} — {result.breakdown()}.")]
+    body += result.shared
     body.append(Message.of("Open actions carry over to the next session."))
     await f.to_channel(lines(body))
 

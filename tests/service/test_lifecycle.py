@@ -299,3 +299,19 @@ async def test_an_admin_who_is_not_a_member_is_told_how_to_join(harness: Harness
     reply = await harness.say("root", "action add Something")
     assert "This is for members of Peer A, and you are not one" in reply
     assert "/cohort cohort members add @you" in reply
+
+
+async def test_facilitator_summary_before_the_session(harness: Harness) -> None:
+    await harness.setup_cohort()
+    assert "No open actions in Peer A yet." in await harness.say("fay", "summary")
+    await harness.say("ben", "action add Write the intro")
+    await harness.say("ben", "action done 1 sent")
+    await harness.say("cleo", "action add Book a room")
+    await harness.say("cleo", "checkin share")
+    summary = await harness.say("fay", "summary")
+    assert summary.splitlines() == [
+        "Check-in so far: 2 open action(s) — 1 done, 0 partly, 0 not yet, 0 dropped, "
+        "1 without an answer.",
+        "@cleo: Book a room [no answer yet]",
+    ]
+    assert "Only a facilitator of Peer A" in await harness.say("ben", "summary")
