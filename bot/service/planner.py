@@ -120,8 +120,8 @@ class Planner:
         """Extend every active cohort's horizon; returns how many notifications were planned.
 
         Set-based, so that 10,000 cohorts cost a handful of queries per chunk rather than a
-        handful per cohort: existing sessions and keys are read in bulk, and only what is
-        missing is inserted. (Changes to one cohort re-plan it with `plan_cohort`, which also
+        handful per cohort: existing sessions are read in bulk and the inserts skip what
+        exists. (Changes to one cohort re-plan it with `plan_cohort`, which also
         moves or revives rows.)"""
         now = self._clock.now()
         async with self._uow() as uow:
