@@ -472,36 +472,39 @@ def component(func: tuple[str, int, str]) -> str:
             return "event loop idle in epoll (waiting for the database)"
         return "builtins"
     p = path.replace("\\", "/")
-    if "sqlalchemy generated" in p:
-        return "SQLAlchemy other (util, events, generated)"
-    if "/sqlalchemy/sql/" in p:
-        return "SQLAlchemy Core: build statements, cache keys, compile"
-    if "/sqlalchemy/orm/" in p:
-        return "SQLAlchemy ORM: session, flush, identity map, loading"
-    if "/sqlalchemy/engine/" in p:
-        return "SQLAlchemy engine: execute, cursor results"
-    if "/sqlalchemy/ext/asyncio/" in p or "/sqlalchemy/util/_concurrency" in p \
-            or "greenlet" in p:
-        return "async bridge (greenlet, AsyncSession)"
-    if "/sqlalchemy/dialects/" in p or "/sqlalchemy/connectors/" in p:
-        return "SQLAlchemy dialect + async DBAPI adapter"
-    if "/sqlalchemy/" in p:
-        return "SQLAlchemy other (util, events, generated)"
-    if "/aiosqlite/" in p or "/psycopg" in p:
-        return "driver (aiosqlite / psycopg)"
-    if "/bot/domain/" in p or "/bot/chat/" in p:
-        return "cohortbot domain + chat (pure code)"
-    if "/bot/" in p:
-        return "cohortbot service + db layer"
-    if "/dateutil/" in p or "zoneinfo" in p:
-        return "dateutil / zoneinfo"
-    if "/bench/" in p:
-        return "benchmark harness"
+    label = _first_match(p)
+    if label is not None:
+        return label
     if "/asyncio/" in p and p.rsplit("/", 1)[-1] in _ASYNCIO_FILES:
         return "asyncio scheduling"
-    if "/json/" in p:
-        return "json"
     return "other (stdlib, …)"
+
+
+#: Path fragments → component, first match wins (order matters: specific before general).
+_COMPONENTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("sqlalchemy generated",), "SQLAlchemy other (util, events, generated)"),
+    (("/sqlalchemy/sql/",), "SQLAlchemy Core: build statements, cache keys, compile"),
+    (("/sqlalchemy/orm/",), "SQLAlchemy ORM: session, flush, identity map, loading"),
+    (("/sqlalchemy/engine/",), "SQLAlchemy engine: execute, cursor results"),
+    (("/sqlalchemy/ext/asyncio/", "/sqlalchemy/util/_concurrency", "greenlet"),
+     "async bridge (greenlet, AsyncSession)"),
+    (("/sqlalchemy/dialects/", "/sqlalchemy/connectors/"),
+     "SQLAlchemy dialect + async DBAPI adapter"),
+    (("/sqlalchemy/",), "SQLAlchemy other (util, events, generated)"),
+    (("/aiosqlite/", "/psycopg"), "driver (aiosqlite / psycopg)"),
+    (("/bot/domain/", "/bot/chat/"), "cohortbot domain + chat (pure code)"),
+    (("/bot/",), "cohortbot service + db layer"),
+    (("/dateutil/", "zoneinfo"), "dateutil / zoneinfo"),
+    (("/bench/",), "benchmark harness"),
+    (("/json/",), "json"),
+)
+
+
+def _first_match(p: str) -> str | None:
+    for fragments, label in _COMPONENTS:
+        if any(f in p for f in fragments):
+            return label
+    return None
 
 
 def components_table(stats: pstats.Stats) -> str:
