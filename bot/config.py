@@ -218,8 +218,9 @@ class BotSettings(BaseModel):
 class SchedulerSettings(BaseModel):
     model_config = _SECTION_CONFIG
 
-    #: How many days ahead occurrences are materialised.
-    horizon_days: int = Field(default=14, ge=1, le=90)
+    #: How many days ahead notifications are planned (each session's next step is stored
+    #: once it falls due within this horizon; planning runs hourly).
+    horizon_days: int = Field(default=2, ge=1, le=90)
     #: Seconds between sweeps for due notifications.
     sweep_seconds: float = Field(default=60.0, ge=5, le=3600)
     #: A notification sent more than this many seconds after its due time is marked late.

@@ -85,6 +85,7 @@ cohorts = Table(
     Column("status", String(16), nullable=False),
     Column("archived_at", UTCDateTime),
     Column("question_seq", Integer, nullable=False),
+    Column("planned_through", UTCDateTime),
     UniqueConstraint("platform", "channel_id", name="uq_cohorts_channel"),
 )
 

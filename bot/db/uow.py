@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Integer, Text, and_, any_, cast, delete, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import tables as t
 from bot.domain.model import (
+    ACTIVE,
     CANCELLED,
     PENDING,
     SCHEDULED,
@@ -27,11 +29,12 @@ from bot.domain.model import (
     OutboxMessage,
     Session,
 )
-from bot.service.ports import NewNotification
+from bot.service.ports import NewNotification, PlanTarget, SessionInfo
 
 T = TypeVar("T")
 
-IN_CHUNK = 500  # ids per IN (…) list: well inside every backend's parameter limit
+IN_CHUNK = 2000  # ids per IN (…) list: well inside every backend's parameter limit
+BULK_ROWS = 5000  # rows per bulk INSERT on PostgreSQL
 
 
 class SqlUnitOfWork:
@@ -123,33 +126,69 @@ class SqlUnitOfWork:
         stmt = stmt.order_by(c.starts_at, c.id)
         return list((await self.s.scalars(stmt)).all())
 
+    async def plan_targets(self, after_id: int, limit: int) -> list[PlanTarget]:
+        c = t.cohorts.c
+        # The JSON columns as their stored text: parsing is the planner's (cached) business.
+        raw = [cast(col, Text) for col in (c.schedule, c.settings, c.reminder_offsets)]
+        stmt = (select(c.id, *raw, c.planned_through)
+                .where(c.status == ACTIVE, c.id > after_id, c.schedule.is_not(None))
+                .order_by(c.id).limit(limit))
+        return [
+            PlanTarget(id=cid, schedule_json=sched, settings_json=settings,
+                       reminder_offsets=tuple(json.loads(offsets)), planned_through=through)
+            for cid, sched, settings, offsets, through in await self.s.execute(stmt)
+            if sched not in (None, "null")
+        ]
+
+    async def set_planned_through(self, cohort_ids: Sequence[int], instant: datetime) -> None:
+        c = t.cohorts.c
+        for i in range(0, len(cohort_ids), IN_CHUNK):
+            await self.s.execute(
+                update(t.cohorts).where(self._in(c.id, cohort_ids[i:i + IN_CHUNK]))
+                .values(planned_through=instant),
+                execution_options={"synchronize_session": False},
+            )
+
     async def sessions_window(
         self, cohort_ids: Sequence[int], start: datetime, end: datetime
-    ) -> list[Session]:
+    ) -> list[SessionInfo]:
         c = t.sessions.c
-        out: list[Session] = []
+        out: list[SessionInfo] = []
         for i in range(0, len(cohort_ids), IN_CHUNK):
-            stmt = select(Session).where(
-                c.cohort_id.in_(list(cohort_ids[i:i + IN_CHUNK])),
+            stmt = select(c.id, c.cohort_id, c.slot, c.starts_at, c.duration_min, c.rev,
+                          c.status).where(
+                self._in(c.cohort_id, cohort_ids[i:i + IN_CHUNK]),
                 or_(and_(c.starts_at >= start, c.starts_at < end),
                     and_(c.slot >= start, c.slot < end)),
             ).order_by(c.cohort_id, c.starts_at, c.id)
-            out += (await self.s.scalars(stmt)).all()
+            out += [SessionInfo(*row) for row in await self.s.execute(stmt)]
+        return out
+
+    async def sessions_with_notices(self, session_ids: Sequence[int]) -> set[int]:
+        c = t.notifications.c
+        out: set[int] = set()
+        for i in range(0, len(session_ids), IN_CHUNK):
+            stmt = select(c.session_id).distinct().where(
+                self._in(c.session_id, session_ids[i:i + IN_CHUNK]), c.status != VOID)
+            out.update(await self.s.scalars(stmt))
         return out
 
     async def insert_sessions(self, rows: Sequence[tuple[int, datetime, int]]) -> list[int]:
         if not rows:
             return []
-        values = [
-            {"cohort_id": cohort_id, "starts_at": slot, "slot": slot, "duration_min": minutes,
-             "origin": "schedule", "status": SCHEDULED, "rev": 0, "cancel_reason": None,
-             "announced": False, "roster": None, "phase": None, "phase_run": 0,
-             "summarised": False}
+        instant = t.sqlite_instant if self._dialect() == "sqlite" else _same
+        false = self._false()
+        columns = (("cohort_id", "int"), ("starts_at", "timestamptz"), ("slot", "timestamptz"),
+                   ("duration_min", "int"), ("origin", "text"), ("status", "text"),
+                   ("rev", "int"), ("announced", "bool"), ("phase_run", "int"),
+                   ("summarised", "bool"))
+        await self._insert_rows("sessions", columns, [
+            (cohort_id, instant(slot), instant(slot), minutes, "schedule", SCHEDULED, 0, false,
+             0, false)
             for cohort_id, slot, minutes in rows
-        ]
-        # A plain executemany (RETURNING in parameter order would cost one statement per row
-        # on SQLite), then the ids by their unique (cohort, slot), a chunk at a time.
-        await self.s.execute(insert(t.sessions), values)
+        ])
+        # Then the ids by their unique (cohort, slot), a chunk at a time (RETURNING in
+        # parameter order would cost one statement per row on SQLite).
         c = t.sessions.c
         ids: dict[tuple[int, datetime], int] = {}
         cohort_ids = sorted({cohort_id for cohort_id, _, _ in rows})
@@ -158,7 +197,8 @@ class SqlUnitOfWork:
         for i in range(0, len(cohort_ids), IN_CHUNK):
             found = await self.s.execute(
                 select(c.id, c.cohort_id, c.slot).where(
-                    c.cohort_id.in_(cohort_ids[i:i + IN_CHUNK]), c.slot >= first, c.slot <= last
+                    self._in(c.cohort_id, cohort_ids[i:i + IN_CHUNK]), c.slot >= first,
+                    c.slot <= last
                 )
             )
             ids.update({(cid, slot): sid for sid, cid, slot in found})
@@ -167,25 +207,51 @@ class SqlUnitOfWork:
     async def insert_notifications(self, rows: Sequence[NewNotification]) -> int:
         if not rows:
             return 0
-        sqlite = self._dialect() == "sqlite"
-        # The hot path of planning: one driver-level executemany of plain tuples. Going through
-        # SQLAlchemy's per-value type processing costs several times the write itself.
-        instant = t.sqlite_instant if sqlite else _same
-        marker = "?" if sqlite else "%s"
-        columns = ("key", "kind", "cohort_id", "session_id", "due_at", "stale_at", "payload",
-                   "status", "late")
-        sql = (f"INSERT INTO notifications ({', '.join(columns)}) "
-               f"VALUES ({', '.join([marker] * len(columns))}) ON CONFLICT (key) DO NOTHING")
-        false: bool | int = 0 if sqlite else False
-        values = [
+        # The hot path of planning: plain tuples at driver level. Going through SQLAlchemy's
+        # per-value type processing costs several times the write itself.
+        instant = t.sqlite_instant if self._dialect() == "sqlite" else _same
+        false = self._false()
+        columns = (("key", "text"), ("kind", "text"), ("cohort_id", "int"),
+                   ("session_id", "int"), ("due_at", "timestamptz"), ("stale_at", "timestamptz"),
+                   ("payload", "json"), ("status", "text"), ("late", "bool"))
+        return await self._insert_rows("notifications", columns, [
             (n.key, n.kind, cohort_id, session_id, instant(n.due_at), instant(n.stale_at),
              json.dumps(n.payload), PENDING, false)
             for cohort_id, session_id, n in rows
-        ]
+        ], suffix=" ON CONFLICT (key) DO NOTHING")
+
+    async def _insert_rows(self, table: str, columns: Sequence[tuple[str, str]],
+                           values: Sequence[tuple[Any, ...]], suffix: str = "") -> int:
+        """Insert plain tuples, given (name, PostgreSQL type) per column; returns how many rows
+        were inserted. SQLite takes one executemany (in process, that is cheap); PostgreSQL
+        takes one array per column and `unnest`s them, one round trip and a nine-parameter
+        statement per batch instead of one round trip per row."""
         conn = await self.s.connection()
-        result = await conn.exec_driver_sql(sql, values)
-        # Both drivers sum an executemany's rowcount; -1 would mean "unknown".
-        return result.rowcount if result.rowcount >= 0 else len(values)
+        names = ", ".join(name for name, _ in columns)
+        if self._dialect() == "sqlite":
+            marks = ", ".join(["?"] * len(columns))
+            result = await conn.exec_driver_sql(
+                f"INSERT INTO {table} ({names}) VALUES ({marks}){suffix}", list(values))
+            # sqlite3 sums an executemany's rowcount.
+            return result.rowcount if result.rowcount >= 0 else len(values)
+        arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){suffix}"
+        inserted = 0
+        for i in range(0, len(values), BULK_ROWS):
+            batch = values[i:i + BULK_ROWS]
+            result = await conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*batch,
+                                                                                      strict=True)))
+            inserted += result.rowcount
+        return inserted
+
+    def _in(self, column: Any, ids: Sequence[int]) -> Any:
+        """`column IN ids`; on PostgreSQL `= ANY(array)`: one parameter, not one per id."""
+        if self._dialect() == "postgresql":
+            return column == any_(literal(list(ids), ARRAY(Integer)))
+        return column.in_(list(ids))
+
+    def _false(self) -> bool | int:
+        return 0 if self._dialect() == "sqlite" else False
 
     def _dialect(self) -> str:
         bind = self.s.bind

@@ -32,6 +32,10 @@ class Cohort:
     status: str = ACTIVE
     archived_at: datetime | None = None
     question_seq: int = 0
+    # Every notification due before this instant has been planned (None: nothing yet). After
+    # downtime the planner starts from here, so what fell due meanwhile is sent late or
+    # dropped as stale rather than silently skipped.
+    planned_through: datetime | None = None
     id: int = field(default=None)  # type: ignore[assignment]  # set by the database
 
     @property

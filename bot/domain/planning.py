@@ -3,6 +3,11 @@
 Pure: given a session and its cohort's policies, list `PlannedNotice`s. Each has a key that
 is unique for ever (it names the session, its revision and the offset), so planning the same
 session twice, or on two instances, can never produce a second notification.
+
+A session's notices form a chain of *steps*: the notices sharing one due instant. Only the
+next step of each session is stored; firing a step plans the one after it (`steps_after`).
+That keeps one pending row per session instead of one per notice, and a bot that was down
+still walks every step it missed, each sent late or dropped as stale.
 """
 
 from __future__ import annotations
@@ -66,6 +71,35 @@ def session_notices(
             due_at=starts_at - timedelta(minutes=settings.question_lead_min), stale_at=ends_at,
         ))
     return sorted(notices, key=lambda n: (n.due_at, n.key))
+
+
+def longest_lead(settings: CohortSettings, reminder_offsets_min: Sequence[int]) -> timedelta:
+    """How long before its start a session's first notice can fall due."""
+    return timedelta(minutes=max(settings.announce_lead_min, settings.checkin_lead_min,
+                                 settings.nudge_lead_min, settings.question_lead_min,
+                                 *reminder_offsets_min))
+
+
+def next_step(notices: Sequence[PlannedNotice], *, at_or_after: datetime | None = None,
+              after: datetime | None = None) -> list[PlannedNotice]:
+    """The notices of the first step due at or after `at_or_after` (or strictly after
+    `after`); `notices` sorted as `session_notices` returns them. Empty when none is left."""
+    for step in steps(notices):
+        due = step[0].due_at
+        if (at_or_after is None or due >= at_or_after) and (after is None or due > after):
+            return step
+    return []
+
+
+def steps(notices: Sequence[PlannedNotice]) -> list[list[PlannedNotice]]:
+    """`notices` (sorted by due instant) grouped into steps that share a due instant."""
+    out: list[list[PlannedNotice]] = []
+    for n in notices:
+        if out and out[-1][0].due_at == n.due_at:
+            out[-1].append(n)
+        else:
+            out.append([n])
+    return out
 
 
 def phase_notices(

@@ -33,7 +33,7 @@ class Policy:
     default_zone: str = "UTC"
     command_word: str = "cohort"
     questions_per_day: int = 5
-    horizon: timedelta = timedelta(days=14)
+    horizon: timedelta = timedelta(days=2)
     late_grace: timedelta = timedelta(minutes=2)
     retention: timedelta = timedelta(days=90)
     batch_size: int = 100

@@ -16,6 +16,7 @@ from bot.chat.message import Message
 from bot.domain.model import DROPPED, FAILED, SENT, OutboxMessage
 from bot.service.api import Policy
 from bot.service.notices import fire
+from bot.service.planner import plan_next
 from bot.service.ports import (
     Clock,
     DeliveryError,
@@ -90,6 +91,7 @@ class Dispatcher:
                         fired += 1
                     else:
                         dropped += 1
+                    await plan_next(uow, notice)
                 await uow.commit()
 
     async def _send_due(self) -> tuple[int, int, int]:

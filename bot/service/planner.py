@@ -1,14 +1,24 @@
 """Materialise what the database says should happen into due notifications.
 
-For every active cohort with a schedule: the sessions of the next horizon get rows, and every
-session in the horizon gets its notification rows (keyed, so planning twice changes nothing).
-Run after every change to a cohort and periodically as the horizon moves on.
+A session's notices form a chain of steps (see `bot.domain.planning`); only the next step of
+each session is stored, keyed, so planning twice changes nothing, and firing a step plans the
+one after it (`plan_next`). The periodic pass (`Planner.plan_all`) materialises the sessions
+whose first step falls due within the horizon and plans that step; a change to a cohort
+re-plans it at once (`plan_cohort`, `plan_session`).
+
+Each cohort records how far it has been planned (`planned_through`). The periodic pass
+resumes from there, so after downtime the steps that fell due meanwhile are still planned,
+then sent late or dropped as stale by the dispatcher; what fell due before a session or
+cohort existed is never sent.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.model import (
@@ -21,93 +31,164 @@ from bot.domain.model import (
     Notification,
     Session,
 )
-from bot.domain.planning import PlannedNotice, session_notices
+from bot.domain.planning import PlannedNotice, longest_lead, next_step, session_notices, steps
 from bot.domain.schedule import Schedule, occurrences
 from bot.service.api import Policy
 from bot.service.cohort_state import ensure_sessions
-from bot.service.ports import Clock, NewNotification, UnitOfWork, UnitOfWorkFactory
+from bot.service.ports import (
+    Clock,
+    NewNotification,
+    PlanTarget,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 log = logging.getLogger(__name__)
 
-PLAN_CHUNK = 500  # cohorts per transaction
+PLAN_CHUNK = 2000  # cohorts per transaction
+LOOK_BACK = timedelta(days=1)  # a session under way may still owe its summary
 
 
-async def plan_session(uow: UnitOfWork, cohort: Cohort, session: Session, now: datetime,
-                       horizon_end: datetime) -> int:
-    """Upsert the notifications of one session that fall due before `horizon_end`."""
+async def plan_session(uow: UnitOfWork, cohort: Cohort, session: Session,
+                       now: datetime) -> int:
+    """Plan the session's first step due from `now` that still has something to send.
+
+    Re-planning after a change voids the session's pending rows first; this revives or moves
+    the rows of the new first step (a fired row is history and stays as it is)."""
     if cohort.status != ACTIVE or session.status != SCHEDULED:
         return 0
-    planned = 0
-    for notice in _notices(cohort, session_id=session.id, rev=session.rev,
-                           starts_at=session.starts_at, minutes=session.duration_min,
-                           now=now, horizon_end=horizon_end):
-        planned += await uow.add_notification(Notification(
-            key=notice.key, kind=notice.kind, cohort_id=cohort.id, session_id=session.id,
-            due_at=notice.due_at, stale_at=notice.stale_at, payload=notice.payload,
-        ))
-    return planned
+    notices = _notices(CohortSettings.from_json(cohort.settings), cohort.reminder_offsets,
+                       session.id, session.rev, session.starts_at, session.duration_min)
+    return await _plan_first_open_step(uow, cohort.id, session.id,
+                                       [n for n in notices if n.due_at >= now])
+
+
+async def plan_next(uow: UnitOfWork, fired: Notification) -> int:
+    """After `fired` went out (or was dropped), plan its session's following step.
+
+    Steps in the past are planned too: after downtime the dispatcher walks them in order, each
+    sent late or dropped as stale. A row of an older revision of the session plans nothing:
+    the change that made the new revision re-planned the session itself."""
+    if fired.session_id is None:
+        return 0
+    cohort = await uow.get(Cohort, fired.cohort_id)
+    session = await uow.get(Session, fired.session_id)
+    if cohort is None or session is None or cohort.status != ACTIVE or \
+            session.status != SCHEDULED:
+        return 0
+    notices = _notices(CohortSettings.from_json(cohort.settings), cohort.reminder_offsets,
+                       session.id, session.rev, session.starts_at, session.duration_min)
+    if fired.key not in {n.key for n in notices}:
+        return 0
+    return await _plan_first_open_step(uow, cohort.id, session.id,
+                                       [n for n in notices if n.due_at > fired.due_at])
+
+
+async def _plan_first_open_step(uow: UnitOfWork, cohort_id: int, session_id: int,
+                                notices: Sequence[PlannedNotice]) -> int:
+    """Upsert the first of these steps that still has something to send."""
+    for step in steps(notices):
+        planned = 0
+        for notice in step:
+            planned += await uow.add_notification(Notification(
+                key=notice.key, kind=notice.kind, cohort_id=cohort_id, session_id=session_id,
+                due_at=notice.due_at, stale_at=notice.stale_at, payload=notice.payload,
+            ))
+        if planned:
+            return planned
+    return 0
 
 
 async def plan_cohort(uow: UnitOfWork, cohort: Cohort, now: datetime, policy: Policy) -> int:
+    """Re-plan one cohort after a change: every session whose steps may start before the
+    horizon ends (callers void the old rows first)."""
     if cohort.status != ACTIVE:
         return 0
     end = now + policy.horizon
-    await ensure_sessions(uow, cohort, now, end)
+    window_end = end + longest_lead(CohortSettings.from_json(cohort.settings),
+                                    cohort.reminder_offsets)
+    await ensure_sessions(uow, cohort, now, window_end)
     planned = 0
-    # Include sessions that started already: their summary and question batch may be pending.
-    for session in await uow.sessions_between(cohort.id, now - timedelta(days=1), end):
-        planned += await plan_session(uow, cohort, session, now, end)
+    for session in await uow.sessions_between(cohort.id, now - LOOK_BACK, window_end):
+        planned += await plan_session(uow, cohort, session, now)
+    cohort.planned_through = end
     return planned
 
 
-async def plan_many(uow: UnitOfWork, cohorts: list[Cohort], now: datetime,
+async def plan_many(uow: UnitOfWork, targets: Sequence[PlanTarget], now: datetime,
                     policy: Policy) -> int:
-    """Materialise sessions and insert missing notifications for many cohorts at once."""
+    """The periodic pass over many cohorts, in a handful of statements.
+
+    A session that has notifications already is the chain's business; one that has none
+    (new, or made by a command that only looked ahead) gets its first step due from where
+    its cohort's planning stopped, once that step falls before the horizon's end."""
     end = now + policy.horizon
-    look_back = now - timedelta(days=1)  # a session under way may still owe its summary
-    by_id = {c.id: c for c in cohorts if c.status == ACTIVE and c.schedule}
-    known = await uow.sessions_window(list(by_id), look_back, end)
+    look_back = now - LOOK_BACK
+    plans = {t.id: _Plan(t, now, end) for t in targets}
+    if not plans:
+        return 0
+    known = await uow.sessions_window(list(plans), look_back,
+                                      max(p.window_end for p in plans.values()))
     slots_known = {(s.cohort_id, s.slot) for s in known}
     new: list[tuple[int, datetime, int]] = []
-    for cohort in by_id.values():
-        sched = Schedule.from_json(cohort.schedule or {})
-        duration = int(sched.duration.total_seconds() // 60)
-        new += [(cohort.id, slot, duration)
-                for slot in occurrences(sched, after=now, before=end)
-                if (cohort.id, slot) not in slots_known]
+    for cohort_id, plan in plans.items():
+        new += [(cohort_id, slot, plan.minutes)
+                for slot in occurrences(plan.schedule, after=max(look_back, min(plan.since, now)),
+                                        before=plan.window_end)
+                if (cohort_id, slot) not in slots_known]
     new_ids = await uow.insert_sessions(new)
-    # New sessions as plain values: (cohort, id, start, minutes, rev), like the known ones.
-    sessions = [(s.cohort_id, s.id, s.starts_at, s.duration_min, s.rev) for s in known
-                if s.status == SCHEDULED]
-    sessions += [(cid, sid, slot, minutes, 0) for (cid, slot, minutes), sid in zip(new, new_ids,
-                                                                                    strict=True)]
-    planned: list[NewNotification] = []
-    for cohort_id, session_id, starts_at, minutes, rev in sessions:
-        if not look_back <= starts_at < end:
-            continue
-        cohort = by_id[cohort_id]
-        planned += [(cohort_id, session_id, notice) for notice in _notices(
-            cohort, session_id=session_id, rev=rev, starts_at=starts_at, minutes=minutes,
-            now=now, horizon_end=end)]
-    # Keys that exist already are skipped by the insert itself (ON CONFLICT DO NOTHING):
-    # cheaper than looking them up first, and race-free between instances.
-    return await uow.insert_notifications(planned)
+    scheduled = [s for s in known if s.status == SCHEDULED
+                 and s.starts_at < plans[s.cohort_id].window_end]
+    live = await uow.sessions_with_notices([s.id for s in scheduled])
+    # Sessions without notifications, as (cohort, id, start, minutes, revision).
+    bare = [(s.cohort_id, s.id, s.starts_at, s.duration_min, s.rev)
+            for s in scheduled if s.id not in live]
+    bare += [(cid, sid, slot, minutes, 0)
+             for (cid, slot, minutes), sid in zip(new, new_ids, strict=True)]
+    rows: list[NewNotification] = []
+    for cohort_id, session_id, starts_at, minutes, rev in bare:
+        plan = plans[cohort_id]
+        step = next_step(_notices(plan.settings, plan.offsets, session_id, rev, starts_at,
+                                  minutes), at_or_after=plan.since)
+        if step and step[0].due_at < end:
+            rows += [(cohort_id, session_id, notice) for notice in step]
+    planned = await uow.insert_notifications(rows)
+    await uow.set_planned_through(list(plans), end)
+    return planned
 
 
-def _notices(cohort: Cohort, *, session_id: int, rev: int, starts_at: datetime, minutes: int,
-             now: datetime, horizon_end: datetime) -> list[PlannedNotice]:
-    settings = CohortSettings.from_json(cohort.settings)
-    return [
-        notice
-        for notice in session_notices(
-            session_id=session_id, rev=rev, starts_at=starts_at,
-            duration=timedelta(minutes=minutes), settings=settings,
-            reminder_offsets_min=cohort.reminder_offsets,
-        )
-        # Something that fell due before it was planned (a session added an hour before it
-        # starts) is not news to anyone: only rows planned in time may go out late.
-        if now <= notice.due_at < horizon_end
-    ]
+class _Plan:
+    """One cohort's parsed schedule and policies for a planning pass."""
+
+    __slots__ = ("minutes", "offsets", "schedule", "settings", "since", "window_end")
+
+    def __init__(self, target: PlanTarget, now: datetime, end: datetime) -> None:
+        self.schedule = _schedule(target.schedule_json)
+        self.settings = _settings(target.settings_json)
+        self.offsets = target.reminder_offsets
+        self.minutes = int(self.schedule.duration.total_seconds() // 60)
+        # Something that fell due before it could be planned (a new cohort's session an hour
+        # away) is not news to anyone: only what was missed while the bot was down goes late.
+        self.since = target.planned_through or now
+        self.window_end = end + longest_lead(self.settings, self.offsets)
+
+
+@lru_cache(maxsize=1024)
+def _schedule(text: str) -> Schedule:
+    return Schedule.from_json(json.loads(text))
+
+
+@lru_cache(maxsize=1024)
+def _settings(text: str) -> CohortSettings:
+    return CohortSettings.from_json(json.loads(text))
+
+
+def _notices(settings: CohortSettings, offsets: Sequence[int], session_id: int, rev: int,
+             starts_at: datetime, minutes: int) -> list[PlannedNotice]:
+    return session_notices(
+        session_id=session_id, rev=rev, starts_at=starts_at,
+        duration=timedelta(minutes=minutes), settings=settings, reminder_offsets_min=offsets,
+    )
 
 
 class Planner:
@@ -117,22 +198,20 @@ class Planner:
         self._policy = policy
 
     async def plan_all(self) -> int:
-        """Extend every active cohort's horizon; returns how many notifications were planned.
-
-        Set-based, so that 10,000 cohorts cost a handful of queries per chunk rather than a
-        handful per cohort: existing sessions are read in bulk and the inserts skip what
-        exists. (Changes to one cohort re-plan it with `plan_cohort`, which also
-        moves or revives rows.)"""
+        """Extend every active cohort's plan to the horizon; returns how many notifications
+        were planned. Set-based: 10,000 cohorts cost a few statements per chunk of
+        `PLAN_CHUNK`, not a few per cohort."""
         now = self._clock.now()
-        async with self._uow() as uow:
-            ids = [c.id for c in await uow.find(Cohort, status=ACTIVE) if c.schedule]
         planned = 0
-        for start in range(0, len(ids), PLAN_CHUNK):
+        after = 0
+        while True:
             async with self._uow() as uow:
-                cohorts = await uow.find(Cohort, id=tuple(ids[start:start + PLAN_CHUNK]))
-                planned += await plan_many(uow, cohorts, now, self._policy)
+                targets = await uow.plan_targets(after, PLAN_CHUNK)
+                if not targets:
+                    return planned
+                planned += await plan_many(uow, targets, now, self._policy)
                 await uow.commit()
-        return planned
+            after = targets[-1].id
 
     async def purge(self) -> int:
         """Delete actions and check-in notes of cohorts archived longer than the retention."""

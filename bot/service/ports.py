@@ -23,6 +23,31 @@ T = TypeVar("T")
 NewNotification = tuple[int, int | None, PlannedNotice]
 
 
+@dataclass(frozen=True, slots=True)
+class PlanTarget:
+    """What the periodic planner reads of one active cohort. Schedule and settings stay JSON
+    text: cohorts often share them, and the planner parses each distinct text once."""
+
+    id: int
+    schedule_json: str
+    settings_json: str
+    reminder_offsets: tuple[int, ...]
+    planned_through: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """The planning view of a session row."""
+
+    id: int
+    cohort_id: int
+    slot: datetime | None
+    starts_at: datetime
+    duration_min: int
+    rev: int
+    status: str
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current instant, timezone-aware UTC."""
@@ -60,10 +85,21 @@ class UnitOfWork(Protocol):
         self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False
     ) -> list[Session]: ...
 
+    async def plan_targets(self, after_id: int, limit: int) -> list[PlanTarget]:
+        """Up to `limit` active cohorts with a schedule and an id above `after_id`, by id."""
+        ...
+
+    async def set_planned_through(self, cohort_ids: Sequence[int], instant: datetime) -> None:
+        ...
+
     async def sessions_window(
         self, cohort_ids: Sequence[int], start: datetime, end: datetime
-    ) -> list[Session]:
+    ) -> list[SessionInfo]:
         """Sessions of these cohorts starting, or originally slotted, in [start, end)."""
+        ...
+
+    async def sessions_with_notices(self, session_ids: Sequence[int]) -> set[int]:
+        """Those of these sessions that have a notification that is not void."""
         ...
 
     async def insert_sessions(self, rows: Sequence[tuple[int, datetime, int]]) -> list[int]:

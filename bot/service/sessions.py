@@ -275,7 +275,7 @@ async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
     await ctx.uow.void_pending(session_id=session.id)
     session.starts_at, session.rev = to, session.rev + 1
     await ctx.uow.flush()
-    await plan_session(ctx.uow, co, session, ctx.now, ctx.now + ctx.policy.horizon)
+    await plan_session(ctx.uow, co, session, ctx.now)
     await ctx.post(Message.of(Strong(f"{co.name}: a session moved"), " from ",
                               When(old, co.zone), " to ", When(to, co.zone), "."))
     return Message.of("Moved to ", When(to, co.zone), ". Reminders follow the new time.")
@@ -294,7 +294,7 @@ async def add_session(ctx: Ctx, cmd: c.AddSession) -> Message:
     session = Session(cohort_id=co.id, starts_at=at, duration_min=duration, origin="added")
     ctx.uow.add(session)
     await ctx.uow.flush()
-    await plan_session(ctx.uow, co, session, ctx.now, ctx.now + ctx.policy.horizon)
+    await plan_session(ctx.uow, co, session, ctx.now)
     await ctx.post(Message.of(Strong(f"{co.name}: extra session"), " on ",
                               When(at, co.zone), "."))
     return Message.of("Added a session on ", When(at, co.zone), ".")

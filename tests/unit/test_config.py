@@ -57,7 +57,7 @@ def test_defaults_without_file_or_environment() -> None:
     assert s.bot.log_format == "text"
     assert s.bot.retention_days == 90
     assert s.bot.questions_per_day == 5
-    assert s.scheduler.horizon_days == 14
+    assert s.scheduler.horizon_days == 2
     assert s.scheduler.sweep_seconds == 60.0
     assert s.scheduler.late_grace_seconds == 120
     assert s.scheduler.batch_size == 100
@@ -76,7 +76,7 @@ def test_defaults_without_file_or_environment() -> None:
 
 def test_settings_constructor_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COHORTBOT_SCHEDULER__HORIZON_DAYS", "30")
-    assert Settings().scheduler.horizon_days == 14
+    assert Settings().scheduler.horizon_days == 2
 
 
 def test_implicit_cohortbot_toml_in_working_directory() -> None:
@@ -564,7 +564,7 @@ def test_redacted_unset_secrets_are_none() -> None:
     assert data["slack"]["bot_token"] is None
     assert data["matrix"]["password"] is None
     assert data["scheduler"] == {
-        "horizon_days": 14,
+        "horizon_days": 2,
         "sweep_seconds": 60.0,
         "late_grace_seconds": 120,
         "batch_size": 100,
