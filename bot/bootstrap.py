@@ -3,6 +3,7 @@ adapters, and wires them to the core. Nothing is built at import time."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from bot.service.api import Policy
 from bot.service.bus import Bot
 from bot.service.dispatcher import Dispatcher
 from bot.service.planner import Planner
-from bot.service.ports import Clock, Directory, Messenger
+from bot.service.ports import Clock, Directory, Messenger, Platform
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,50 @@ def build(
     bot = Bot(uow, clock, policy, directories)
     return App(settings=settings, engine=engine, clock=clock, policy=policy, bot=bot,
                dispatcher=dispatcher, planner=planner, messengers=messengers)
+
+
+def platforms_from(settings: Settings) -> list[Platform]:
+    """The platform adapters enabled in the config (imported only when enabled)."""
+    out: list[Platform] = []
+    if settings.matrix.enabled:
+        from adapters.matrix.platform import MatrixPlatform
+
+        out.append(MatrixPlatform(settings.matrix))
+    if settings.slack.enabled:
+        from adapters.slack.platform import SlackPlatform
+
+        out.append(SlackPlatform(settings.slack))
+    return out
+
+
+async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Event,
+                *, clock: Clock | None = None) -> None:
+    """Run the bot on `platforms` until `stop` is set: the platforms receive commands, the
+    waker delivers what falls due. Stops cleanly: no send is cut off half-way."""
+    from bot.scheduling.waker import Waker
+
+    app = build(settings, clock=clock,
+                messengers={p.name: p.messenger for p in platforms},
+                directories={p.name: p.directory for p in platforms})
+    waker = Waker(app.dispatcher, app.planner, app.clock, settings.scheduler.sweep_seconds)
+    started: list[Platform] = []
+    try:
+        if sqlite_path(settings.database.url) is not None:
+            # SQLite means one process: leases left by a crashed run can be dropped at once.
+            await app.dispatcher.release_leases()
+        app.bot._on_change = waker.poke  # the scheduler learns of every change at once
+        for platform in platforms:
+            await platform.start(app.bot)
+            started.append(platform)
+            log.info("%s: started", platform.name)
+        await waker.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await waker.stop()
+        for platform in reversed(started):
+            await platform.stop()
+        await app.close()
 
 
 def terminal_app(settings: Settings, *, user: str, out: TextIO,

@@ -1,4 +1,4 @@
-"""The `cohortbot` command line: run, shell, migrate, check-config."""
+"""The `cohortbot` command line: run, shell, migrate, check-config, slack-manifest."""
 
 from __future__ import annotations
 
@@ -149,13 +149,38 @@ def shell(ctx: click.Context, user: str | None, channel: str | None, clock: str,
 def run(ctx: click.Context) -> None:
     """Run the bot on every enabled platform (the terminal when none is)."""
     settings = _settings(ctx)
-    platforms = settings.enabled_platforms()
-    missing = [p for p in platforms if p in ("slack", "matrix")]
-    if missing:
-        click.echo(f"{', '.join(missing)}: this build has no adapter for it yet; disable it "
-                   f"({missing[0]}.enabled = false) to run on the terminal.", err=True)
-        sys.exit(2)
     _prepare(settings)
-    asyncio.run(_shell(settings, user=settings.terminal.user, channel=settings.terminal.channel,
-                       simulated=False, start=None, keep_running=True))
+    if not settings.enabled_platforms():
+        asyncio.run(_shell(settings, user=settings.terminal.user,
+                           channel=settings.terminal.channel, simulated=False, start=None,
+                           keep_running=True))
+        return
+    asyncio.run(_serve(settings))
 
+
+@main.command("slack-manifest")
+@click.option("--mode", type=click.Choice(["socket", "http"]), default=None,
+              help="Socket Mode or HTTP request URLs (default: slack.mode from the config).")
+@click.option("--url", default=None,
+              help="HTTP mode: the public base URL Slack calls (…/slack/events is added).")
+@click.pass_context
+def slack_manifest(ctx: click.Context, mode: str | None, url: str | None) -> None:
+    """Print a Slack app manifest (YAML) to create the app from."""
+    from adapters.slack.manifest import render_manifest
+
+    settings = _settings(ctx)
+    mode = mode or settings.slack.mode
+    if mode == "http" and not url:
+        raise click.UsageError("--url is required with --mode http (where Slack sends "
+                               "requests, e.g. https://bot.example.org).")
+    click.echo(render_manifest(mode=mode, url=url, command=settings.bot.command), nl=False)
+
+
+async def _serve(settings: Settings) -> None:
+    from bot.bootstrap import platforms_from, serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, platforms_from(settings), stop)

@@ -163,6 +163,11 @@ class Spec:
     role: Role
     build: Callable[[Args], c.Command]
     needs_cohort: bool = True
+    #: Running it ties the caller to an anonymous question: never from where others can see.
+    secret: bool = False
+    #: Its reply holds something to keep (a question's code): platforms whose private replies
+    #: vanish (Slack's ephemeral messages) also send it by direct message.
+    lasting: bool = False
 
     @property
     def name(self) -> str:
@@ -388,17 +393,18 @@ COMMANDS: tuple[Spec, ...] = (
          _no_args(c.ShareCheckins(share=False))),
     Spec(("checkin",), "", "your check-in for the next session", M, _no_args(c.ShowCheckin())),
     Spec(("ask",), "<question>", "ask the group anonymously", M,
-         lambda a: c.AskQuestion(text=a.rest("question"))),
+         lambda a: c.AskQuestion(text=a.rest("question")), secret=True, lasting=True),
     Spec(("questions", "review"), "", "pending anonymous questions to approve or return", F,
          _no_args(c.ReviewQuestions())),
     Spec(("questions",), "", "the anonymous questions released so far", M,
          _no_args(c.ListQuestions())),
     Spec(("question",), "<code>", "what happened to the question you asked", ANY,
-         lambda a: c.QuestionStatus(code=a.rest("code", limit=40)), needs_cohort=False),
+         lambda a: c.QuestionStatus(code=a.rest("code", limit=40)), needs_cohort=False,
+         secret=True),
     Spec(("upvote",), "<question number>", "privately upvote an anonymous question", M,
-         lambda a: c.Upvote(number=a.number("question number"))),
+         lambda a: c.Upvote(number=a.number("question number")), secret=True),
     Spec(("retract",), "<code>", "withdraw a question you asked, with its code", ANY,
-         lambda a: c.Retract(code=a.rest("code", limit=40)), needs_cohort=False),
+         lambda a: c.Retract(code=a.rest("code", limit=40)), needs_cohort=False, secret=True),
     Spec(("tz",), "[Area/City]", "show or set your time zone", ANY, _tz, needs_cohort=False),
     Spec(("forget-me",), "[confirm]", "delete everything the bot keeps about you", ANY,
          _forget, needs_cohort=False),

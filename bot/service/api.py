@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from bot.chat.message import Message
 from bot.domain.refs import ChannelRef, UserRef
@@ -17,12 +18,51 @@ class Invocation:
     text: str  # what follows the command word, in the platform's own mention forms
     channel: ChannelRef | None  # None: a direct conversation with the bot
     event_id: str | None = None  # platform event id, to drop redeliveries
+    #: The command text itself is visible to everyone in `channel` (a Matrix room message,
+    #: unlike a Slack slash command). Commands that would tie the caller to an anonymous
+    #: question are then refused, and the adapter is asked to withdraw the message.
+    seen_by_channel: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reply:
     message: Message
     private: bool = True  # only the caller sees it (ephemeral / DM / [private:…])
+    #: Send it to the caller in a direct conversation, even if the command came from a channel.
+    direct: bool = False
+    #: Remove the command message from the channel where the platform allows it.
+    withdraw: bool = False
+    #: Worth keeping (a question's code): where private replies vanish, also send it by DM.
+    lasting: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CheckinItem:
+    """One open action of a member, for a platform's check-in form."""
+
+    cohort: str  # the cohort's slug, for `--cohort`
+    number: int
+    text: str
+    answer: str | None  # done | partly | notyet | dropped, or None
+    note: str | None
+
+
+class CommandHandler(Protocol):
+    async def __call__(self, inv: Invocation) -> list[Reply]: ...
+
+
+class Core(Protocol):
+    """What a platform adapter may ask of the core."""
+
+    policy: Policy
+
+    async def handle(self, inv: Invocation) -> list[Reply]: ...
+
+    async def checkin_items(self, user: UserRef) -> list[CheckinItem]: ...
+
+    def wake(self) -> None:
+        """Look for due work now, e.g. when a platform that was down is reachable again."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -17,8 +17,10 @@ from bot.chat.grammar import Parsed, Role, UsageError, parse
 from bot.chat.message import Message
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ARCHIVED, Cohort, Member
+from bot.domain.refs import UserRef
 from bot.service import actions, cohorts, people, questions, sessions
-from bot.service.api import Invocation, Policy, Reply
+from bot.service.api import CheckinItem, Invocation, Policy, Reply
+from bot.service.checkins import open_actions
 from bot.service.context import Ctx, Handler, member_of
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 
@@ -55,6 +57,25 @@ class Bot:
         self._directories = directories or {}
         self._on_change = on_change
 
+    def wake(self) -> None:
+        """Look for due work now (a platform that was down is back)."""
+        if self._on_change is not None:
+            self._on_change()
+
+    async def checkin_items(self, user: UserRef) -> list[CheckinItem]:
+        """The caller's open actions in every active cohort, for a check-in form."""
+        async with self._uow() as uow:
+            items: list[CheckinItem] = []
+            for member in await uow.find(Member, platform=user.platform, user_id=user.id,
+                                         is_member=True):
+                cohort = await uow.get(Cohort, member.cohort_id)
+                if cohort is None or cohort.status == ARCHIVED:
+                    continue
+                items += [CheckinItem(cohort=cohort.slug, number=a.number, text=a.text,
+                                      answer=a.answer, note=a.note)
+                          for a in await open_actions(uow, member.id)]
+            return items
+
     def directory(self, platform: str) -> Directory:
         return self._directories.get(platform) or NullDirectory()
 
@@ -64,6 +85,12 @@ class Bot:
             parsed = parse(inv.text, platform=inv.user.platform, word=word)
         except UsageError as e:
             return [error_reply(e.message, e.usage)]
+        if parsed.spec.secret and inv.channel is not None and inv.seen_by_channel:
+            # Nothing is run or stored: the whole channel saw who typed it.
+            return [Reply(message=Message.of(
+                f"Everyone in the channel can see that message, so I did not act on it. Send "
+                f"it to me in a direct message instead: {word} {parsed.spec.name} …"),
+                private=True, direct=True, withdraw=True)]
         started = time.perf_counter()
         try:
             async with self._uow() as uow:
@@ -84,7 +111,7 @@ class Bot:
         if self._on_change is not None:
             self._on_change()
         public = isinstance(parsed.command, c.CreateCohort | c.LinkCohort) and inv.channel
-        return [Reply(message=reply, private=not public)]
+        return [Reply(message=reply, private=not public, lasting=parsed.spec.lasting)]
 
     async def _context(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Ctx:
         directory = self.directory(inv.user.platform)

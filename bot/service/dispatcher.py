@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 12
 MAX_BACKOFF = timedelta(minutes=10)
+# A platform that cannot be reached is tried again after a pause that doubles up to a minute:
+# a few requests a minute at most while it is down, and what fell due goes out soon after.
+OUTAGE_FIRST_PAUSE = timedelta(seconds=5)
+OUTAGE_MAX_PAUSE = timedelta(seconds=60)
+UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,6 +61,8 @@ class Dispatcher:
         self._policy = policy
         self._messengers = messengers
         self._directories = directories or {}
+        self._outage: dict[str, timedelta] = {}  # platform → its next pause while down
+        self._down_until: dict[str, datetime] = {}
 
     async def release_leases(self) -> int:
         """Forget every lease. Only for a single instance (SQLite) starting up: leases held
@@ -105,11 +112,19 @@ class Dispatcher:
                 await uow.commit()
             if not batch:
                 break
-            for row in batch:
+            for i, row in enumerate(batch):
+                if row.platform not in platforms:
+                    continue
                 outcome = await self._send_one(row)
                 sent += outcome == SENT
                 failed += outcome in (FAILED, DROPPED)
-                retried += outcome == "retry"
+                retried += outcome in ("retry", UNREACHABLE)
+                if outcome == UNREACHABLE:
+                    # One request found the platform down: the rest of its batch waits too,
+                    # rather than each message trying (and failing) in turn.
+                    platforms.remove(row.platform)
+                    rest = [r.id for r in batch[i + 1:] if r.platform == row.platform]
+                    await self._postpone(rest, self._down_until[row.platform], "waiting")
         return sent, failed, retried
 
     async def _send_one(self, row: OutboxMessage) -> str:
@@ -123,6 +138,14 @@ class Dispatcher:
         try:
             message_id = await self._messengers[row.platform].send(out)
         except DeliveryError as e:
+            if e.unreachable:
+                pause = self._outage.get(row.platform, OUTAGE_FIRST_PAUSE)
+                self._outage[row.platform] = min(pause * 2, OUTAGE_MAX_PAUSE)
+                self._down_until[row.platform] = now + pause
+                log.warning("%s unreachable (%s); sending there again in %.0f s",
+                            row.platform, e.reason, pause.total_seconds())
+                await self._postpone([row.id], now + pause, e.reason)
+                return UNREACHABLE
             if e.permanent or row.attempts >= MAX_ATTEMPTS:
                 log.error("message %s failed for good on %s: %s", row.key, row.platform, e.reason)
                 await self._finish(row.id, FAILED, error=e.reason)
@@ -133,6 +156,7 @@ class Dispatcher:
                         delay.total_seconds())
             await self._retry(row.id, now + delay, e.reason)
             return "retry"
+        self._outage.pop(row.platform, None)
         await self._finish(row.id, SENT, message_id=message_id)
         return SENT
 
@@ -146,6 +170,17 @@ class Dispatcher:
             row.sent_at = self._clock.now() if status == SENT else None
             row.platform_message_id = message_id
             row.error = error[:300] if error else None
+            await uow.commit()
+
+    async def _postpone(self, row_ids: list[int], at: datetime, error: str) -> None:
+        """Move claimed messages to `at` without using up an attempt: they never reached
+        the platform."""
+        if not row_ids:
+            return
+        async with self._uow() as uow:
+            for row in await uow.find(OutboxMessage, id=tuple(row_ids)):
+                row.due_at, row.claimed_until, row.error = at, None, error[:300]
+                row.attempts = max(row.attempts - 1, 0)
             await uow.commit()
 
     async def _retry(self, row_id: int, at: datetime, error: str) -> None:

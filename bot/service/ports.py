@@ -16,6 +16,7 @@ from bot.chat.message import Message
 from bot.domain.model import Notification, OutboxMessage, Session
 from bot.domain.planning import PlannedNotice
 from bot.domain.refs import ChannelRef, UserRef
+from bot.service.api import Core
 
 T = TypeVar("T")
 
@@ -146,15 +147,19 @@ class UnitOfWorkFactory(Protocol):
 
 
 class DeliveryError(Exception):
-    """A send failed. `permanent` errors are not retried; `retry_after` is a platform hint."""
+    """A send failed. `permanent` errors are not retried; `retry_after` is a platform hint;
+    `unreachable` means the platform could not be reached at all (it is down): the dispatcher
+    then stops sending there for a while, without using up the message's attempts."""
 
     def __init__(
-        self, reason: str, *, permanent: bool = False, retry_after: float | None = None
+        self, reason: str, *, permanent: bool = False, retry_after: float | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -185,6 +190,27 @@ class Directory(Protocol):
     async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
         """Platform-side admin rights (Slack workspace admin, Matrix power level)."""
         ...
+
+
+class Platform(Protocol):
+    """A chat platform the bot runs on, built by the composition root from the config.
+
+    `start` connects and begins receiving in background tasks, then returns: a platform that
+    is unreachable keeps retrying with back-off on its own and never blocks the others.
+    Inbound commands go to `core.handle`; outbound messages come through `messenger`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def messenger(self) -> Messenger: ...
+
+    @property
+    def directory(self) -> Directory: ...
+
+    async def start(self, core: Core) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class NullDirectory:

@@ -1,0 +1,465 @@
+"""cohortbot on Matrix, with matrix-nio (end-to-end encryption through vodozemac).
+
+One `MatrixPlatform` is one bot account. It keeps its login (device id, access token), its
+sync token and its crypto store under `store_path`, so a restart reuses the same device and
+resumes the sync where it stopped. The sync loop backs off up to a minute while the
+homeserver is unreachable and wakes the core when it is back; sends use the outbox id as
+transaction id, so a resend after a crash is deduplicated by the homeserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientConnectionError
+from nio import (
+    Api,
+    AsyncClient,
+    AsyncClientConfig,
+    DirectRoomsResponse,
+    InviteMemberEvent,
+    JoinError,
+    LocalProtocolError,
+    LoginResponse,
+    MatrixRoom,
+    MegolmEvent,
+    ProfileGetResponse,
+    RoomCreateResponse,
+    RoomMessageText,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+    WhoamiResponse,
+)
+
+from adapters.matrix.inbound import command_text
+from adapters.matrix.render import render
+from bot.config import MatrixSettings
+from bot.domain.refs import ChannelRef, UserRef
+from bot.service.api import Core, Invocation, Reply
+from bot.service.ports import DeliveryError, Outgoing
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_MS = 30_000
+MAX_PAUSE = 60.0  # seconds between attempts while the homeserver is unreachable
+RATE_LIMIT_BUDGET = 40.0  # seconds a send may wait out rate limits before giving the row back
+ROOM_WAIT = 30.0  # seconds to wait for a new room to show up in the sync
+TZ_FIELDS = ("m.tz", "us.cloke.msc4175.tz")  # the profile's time zone, stable and unstable
+TZ_TTL = 3600.0
+CONCURRENT_COMMANDS = 8
+
+
+class MatrixPlatform:
+    name = "matrix"
+
+    def __init__(self, settings: MatrixSettings) -> None:
+        self.settings = settings
+        self.messenger = MatrixMessenger(self)
+        self.directory = MatrixDirectory(self)
+        self.store = Path(settings.store_path)
+        self.client: AsyncClient | None = None
+        self.ready = asyncio.Event()  # set after each successful sync
+        self._core: Core | None = None
+        self._command = "!cohort"
+        self._admins: frozenset[str] = frozenset()
+        self._started_ms = 0
+        self._task: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(CONCURRENT_COMMANDS)
+        self._direct: dict[str, str] = {}  # user id → the direct room with them
+        self._direct_rooms: set[str] = set()
+        self._dm_lock = asyncio.Lock()
+        self._not_before = 0.0  # monotonic instant before which no send is attempted (429)
+        self._send_lock = asyncio.Lock()
+        self.requests = 0  # requests made to the homeserver, for tests and benchmarks
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, core: Core) -> None:
+        self._core = core
+        self._command = core.policy.prefix_for(self.name)
+        self._admins = frozenset(u.id for u in core.policy.admins if u.platform == self.name)
+        self._started_ms = int(time.time() * 1000)
+        self.store.mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._run(), name="matrix-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=10)
+        if self.client is not None:
+            await self.client.close()
+
+    async def _run(self) -> None:
+        pause = 1.0
+        first = True
+        while True:
+            try:
+                if self.client is None:
+                    self.client = await self._login()
+                resp = await self._sync(first)
+                if isinstance(resp, SyncResponse):
+                    if pause > 1.0:
+                        log.info("matrix: homeserver reachable again")
+                        if self._core is not None:
+                            self._core.wake()
+                    pause, first = 1.0, False
+                    await self._after_sync()
+                    self.ready.set()
+                    continue
+                log.warning("matrix: sync failed: %s", getattr(resp, "status_code", resp))
+            except asyncio.CancelledError:
+                raise
+            except (ClientConnectionError, TimeoutError, OSError) as e:
+                log.warning("matrix: homeserver unreachable (%s); retrying in %.0f s",
+                            type(e).__name__, pause)
+            except LoginFailed as e:
+                log.error("matrix: %s; retrying in %.0f s", e, pause)
+            except Exception:
+                ref = secrets.token_hex(4)
+                log.exception("matrix: unexpected error in the sync loop ref=%s", ref)
+            self.ready.clear()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)
+
+    async def _sync(self, first: bool) -> Any:
+        client = self._client()
+        self.requests += 1
+        return await client.sync(timeout=0 if first else SYNC_TIMEOUT_MS, full_state=first)
+
+    async def _after_sync(self) -> None:
+        client = self._client()
+        if client.should_upload_keys:
+            self.requests += 1
+            await client.keys_upload()
+        if client.should_query_keys:
+            self.requests += 1
+            await client.keys_query()
+        if client.should_claim_keys:
+            self.requests += 1
+            await client.keys_claim(client.get_users_for_key_claiming())
+        if client.outgoing_to_device_messages:
+            self.requests += 1
+            await client.send_to_device_messages()
+
+    # ------------------------------------------------------------------ login
+
+    async def _login(self) -> AsyncClient:
+        """Reuse the saved login, else log in with the configured token or password, and save
+        it: the same device (and crypto keys) across restarts."""
+        s = self.settings
+        assert s.homeserver is not None and s.user_id is not None  # checked by the config
+        config = AsyncClientConfig(
+            max_limit_exceeded=0, max_timeouts=0, request_timeout=SYNC_TIMEOUT_MS / 1000 + 20,
+            encryption_enabled=True, store_sync_tokens=True,
+        )
+        saved = self._load_session()
+        client = AsyncClient(s.homeserver, s.user_id, store_path=str(self.store), config=config)
+        try:
+            if saved is not None:
+                client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
+            elif s.access_token is not None:
+                client.access_token = s.access_token.get_secret_value()
+                self.requests += 1
+                who = await client.whoami()
+                if not isinstance(who, WhoamiResponse) or not who.device_id:
+                    raise LoginFailed(f"the access token was refused ({_code(who)})")
+                client.restore_login(who.user_id, who.device_id, client.access_token)
+                self._save_session(client)
+            elif s.password is not None:
+                self.requests += 1
+                resp = await client.login(s.password.get_secret_value(),
+                                          device_name=s.device_name)
+                if not isinstance(resp, LoginResponse):
+                    raise LoginFailed(f"login refused ({_code(resp)})")
+                self._save_session(client)
+            else:
+                raise LoginFailed("neither a password nor an access token is configured")
+        except BaseException:
+            await client.close()
+            raise
+        client.add_event_callback(self._on_message, RoomMessageText)
+        client.add_event_callback(self._on_undecrypted, MegolmEvent)
+        client.add_event_callback(self._on_invite, InviteMemberEvent)
+        await self._load_direct_rooms(client)
+        log.info("matrix: logged in as %s (device %s)", client.user_id, client.device_id)
+        return client
+
+    def _session_file(self) -> Path:
+        return self.store / "session.json"
+
+    def _load_session(self) -> dict[str, str] | None:
+        path = self._session_file()
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        if data.get("user_id") != self.settings.user_id or data.get("homeserver") != \
+                self.settings.homeserver:
+            return None  # another account or server: log in afresh
+        return {k: str(data[k]) for k in ("user_id", "device_id", "access_token")}
+
+    def _save_session(self, client: AsyncClient) -> None:
+        path = self._session_file()
+        data = {"homeserver": self.settings.homeserver, "user_id": client.user_id,
+                "device_id": client.device_id, "access_token": client.access_token}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+
+    def _client(self) -> AsyncClient:
+        if self.client is None:
+            raise DeliveryError("not logged in yet", unreachable=True)
+        return self.client
+
+    # ------------------------------------------------------------------ inbound
+
+    async def _on_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        client = self._client()
+        if event.sender == client.user_id or event.server_timestamp < self._started_ms:
+            return
+        text = command_text(event.source, self._command)
+        if text is None:
+            return
+        self._spawn(self._handle(room.room_id, event.event_id, event.sender, text))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            async with self._slots:
+                await work
+
+        task = asyncio.create_task(run())
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _handle(self, room_id: str, event_id: str, sender: str, text: str) -> None:
+        assert self._core is not None
+        channel = None if room_id in self._direct_rooms else ChannelRef(self.name, room_id)
+        inv = Invocation(user=UserRef(self.name, sender), text=text, channel=channel,
+                         event_id=f"matrix:{event_id}", seen_by_channel=channel is not None)
+        try:
+            for reply in await self._core.handle(inv):
+                await self._reply(reply, room_id, event_id, sender)
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("matrix: could not answer a command ref=%s", ref)
+
+    async def _reply(self, reply: Reply, room_id: str, event_id: str, sender: str) -> None:
+        if reply.withdraw and room_id not in self._direct_rooms:
+            await self._redact(room_id, event_id)
+        if reply.direct and room_id not in self._direct_rooms:
+            target, reply_to = await self.direct_room(sender), None
+        else:
+            target, reply_to = room_id, event_id
+        await self.send_content(target, render(reply.message, notice=True, reply_to=reply_to))
+
+    async def _redact(self, room_id: str, event_id: str) -> None:
+        client = self._client()
+        room = client.rooms.get(room_id)
+        if room is None or not room.power_levels.can_user_redact(client.user_id):
+            log.info("matrix: cannot redact in %s (power level too low)", room_id)
+            return
+        self.requests += 1
+        resp = await client.room_redact(room_id, event_id, reason="sent where everyone can see")
+        if not isinstance(resp, Exception) and getattr(resp, "event_id", None) is None:
+            log.info("matrix: redaction refused in %s: %s", room_id, _code(resp))
+
+    async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        if event.server_timestamp < self._started_ms:
+            return
+        log.warning("matrix: could not decrypt an event in %s; asking for its key", room.room_id)
+        client = self._client()
+        try:
+            self.requests += 1
+            await client.request_room_key(event)
+        except LocalProtocolError:
+            pass  # already requested
+
+    async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        client = self._client()
+        if event.state_key != client.user_id or event.membership != "invite":
+            return
+        if event.sender not in self._admins:
+            log.info("matrix: declined an invite to %s from %s (not an admin)",
+                     room.room_id, event.sender)
+            self.requests += 1
+            await client.room_leave(room.room_id)
+            return
+        self.requests += 1
+        joined = await client.join(room.room_id)
+        if isinstance(joined, JoinError):
+            log.warning("matrix: could not join %s: %s", room.room_id, _code(joined))
+            return
+        log.info("matrix: joined %s on an invite from %s", room.room_id, event.sender)
+        if event.content.get("is_direct"):
+            await self._remember_direct(event.sender, room.room_id)
+
+    # ------------------------------------------------------------------ direct rooms
+
+    async def _load_direct_rooms(self, client: AsyncClient) -> None:
+        self.requests += 1
+        resp = await client.list_direct_rooms()
+        if isinstance(resp, DirectRoomsResponse):
+            for user_id, rooms in resp.rooms.items():
+                if rooms:
+                    self._direct[user_id] = rooms[-1]
+                    self._direct_rooms.update(rooms)
+
+    async def direct_room(self, user_id: str) -> str:
+        """The direct room with `user_id`, created (and recorded in `m.direct`) if need be."""
+        async with self._dm_lock:
+            room_id = self._direct.get(user_id)
+            client = self._client()
+            if room_id is not None and room_id in client.rooms:
+                return room_id
+            self.requests += 1
+            resp = await client.room_create(
+                is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
+                initial_state=[{"type": "m.room.encryption", "state_key": "",
+                                "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+            )
+            if not isinstance(resp, RoomCreateResponse):
+                raise _delivery_error(resp, f"could not open a direct room with {user_id}")
+            await self._remember_direct(user_id, resp.room_id)
+            await self._wait_for_room(resp.room_id)
+            return str(resp.room_id)
+
+    async def _remember_direct(self, user_id: str, room_id: str) -> None:
+        self._direct[user_id] = room_id
+        self._direct_rooms.add(room_id)
+        client = self._client()
+        mapping: dict[str, list[str]] = {}
+        for user, room in self._direct.items():
+            mapping.setdefault(user, []).append(room)
+        path = Api._build_path(["user", client.user_id, "account_data", "m.direct"])
+        self.requests += 1
+        await client.send("PUT", path, json.dumps(mapping),
+                          headers={"Authorization": f"Bearer {client.access_token}",
+                                   "Content-Type": "application/json"})
+
+    async def _wait_for_room(self, room_id: str) -> None:
+        """Until the sync has shown the bot the room (nio sends only into rooms it knows)."""
+        client = self._client()
+        deadline = time.monotonic() + ROOM_WAIT
+        while room_id not in client.rooms:
+            if time.monotonic() > deadline:
+                raise DeliveryError(f"room {room_id} did not appear in the sync", retry_after=5)
+            self.ready.clear()
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout=max(deadline -
+                                                                      time.monotonic(), 0.1))
+            except TimeoutError:
+                continue
+
+    # ------------------------------------------------------------------ outbound
+
+    async def send_content(self, room_id: str, content: dict[str, Any],
+                           tx_id: str | None = None) -> str:
+        """Send one event, waiting out rate limits for a while; returns its event id."""
+        client = self._client()
+        if room_id not in client.rooms:
+            await self._wait_for_room(room_id)
+        waited = 0.0
+        while True:
+            async with self._send_lock:
+                delay = self._not_before - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    waited += delay
+                try:
+                    self.requests += 1
+                    resp = await client.room_send(room_id, "m.room.message", content,
+                                                  tx_id=tx_id, ignore_unverified_devices=True)
+                except (ClientConnectionError, TimeoutError, OSError) as e:
+                    raise DeliveryError(f"homeserver unreachable ({type(e).__name__})",
+                                        unreachable=True) from None
+                except LocalProtocolError as e:
+                    raise DeliveryError(str(e), retry_after=5) from None
+            if isinstance(resp, RoomSendResponse):
+                return str(resp.event_id)
+            if _code(resp) == "M_LIMIT_EXCEEDED":
+                wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
+                self._not_before = time.monotonic() + wait
+                if waited + wait <= RATE_LIMIT_BUDGET:
+                    continue
+            raise _delivery_error(resp, f"could not send to {room_id}")
+
+
+class LoginFailed(Exception):
+    pass
+
+
+def _code(resp: object) -> str:
+    return str(getattr(resp, "status_code", None) or getattr(resp, "message", None) or resp)
+
+
+def _delivery_error(resp: object, what: str) -> DeliveryError:
+    code = _code(resp)
+    if code == "M_LIMIT_EXCEEDED":
+        wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
+        return DeliveryError(f"{what}: rate limited", retry_after=wait)
+    permanent = code in ("M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON",
+                         "M_TOO_LARGE")
+    return DeliveryError(f"{what}: {code}", permanent=permanent)
+
+
+class MatrixMessenger:
+    """Delivers outbox messages: to a room, or to a member's direct room."""
+
+    platform = "matrix"
+
+    def __init__(self, platform: MatrixPlatform) -> None:
+        self._p = platform
+
+    async def send(self, out: Outgoing) -> str:
+        room_id = await self._p.direct_room(out.target) if out.direct else out.target
+        content = render(out.message, ping=True)
+        # The outbox id is the transaction id: the homeserver drops a resend after a crash.
+        return await self._p.send_content(room_id, content, tx_id=f"cohortbot.{out.outbox_id}")
+
+
+class MatrixDirectory:
+    """Time zones from the profile field `m.tz`; admin rights from room power levels."""
+
+    def __init__(self, platform: MatrixPlatform) -> None:
+        self._p = platform
+        self._zones: dict[str, tuple[float, str | None]] = {}
+
+    async def timezone(self, user: UserRef) -> str | None:
+        cached = self._zones.get(user.id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        zone: str | None = None
+        try:
+            client = self._p._client()
+            self._p.requests += 1
+            resp = await client.get_profile(user.id)
+            if isinstance(resp, ProfileGetResponse):
+                for field in TZ_FIELDS:
+                    value = resp.other_info.get(field)
+                    if isinstance(value, str) and value:
+                        zone = value
+                        break
+        except (DeliveryError, ClientConnectionError, TimeoutError, OSError):
+            return cached[1] if cached else None
+        self._zones[user.id] = (time.monotonic() + TZ_TTL, zone)
+        return zone
+
+    async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
+        level = self._p.settings.admin_power_level
+        if channel is None or channel.platform != self._p.name or level <= 0:
+            return False
+        client = self._p.client
+        room = client.rooms.get(channel.id) if client is not None else None
+        return room is not None and room.power_levels.get_user_level(user.id) >= level
+

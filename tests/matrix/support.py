@@ -1,0 +1,192 @@
+"""Drive the real `cohortbot run` process on a Synapse homeserver, and watch it through the
+eyes of member clients (matrix-nio)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
+
+from tests.e2e.conftest import COHORTBOT
+from tests.support.synapse import RegisteredUser, SynapseServer
+
+ENCRYPTION = {"type": "m.room.encryption", "state_key": "",
+              "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+
+
+class BotProcess:
+    """`cohortbot run` with Matrix enabled: a TOML config, a SQLite file, a store directory."""
+
+    def __init__(self, root: Path, server: SynapseServer, account: RegisteredUser,
+                 admins: list[str], **matrix: Any) -> None:
+        self.root = root
+        self.account = account
+        self.store = root / "matrix-store"
+        self.db = root / "bot.db"
+        self.config = root / "cohortbot.toml"
+        self.logfile = root / "bot.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        settings = {"enabled": True, "homeserver": server.base_url,
+                    "user_id": account.user_id, "password": account.password,
+                    "store_path": str(self.store), "device_name": "cohortbot-test", **matrix}
+        self.config.write_text("\n".join([
+            "[database]", f'url = "sqlite+aiosqlite:///{self.db}"',
+            "[bot]", f"admins = {json.dumps(['matrix:' + a for a in admins])}",
+            'log_level = "INFO"',
+            "[matrix]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items()), "",
+        ]))
+
+    @property
+    def user_id(self) -> str:
+        return self.account.user_id
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COHORTBOT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        log = self.logfile.open("ab")
+        self.proc = subprocess.Popen([COHORTBOT, "--config", str(self.config), "run"],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                                     env=env, start_new_session=True)
+        log.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the bot exited ({self.proc.returncode}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the bot's log:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+
+@dataclass
+class Seen:
+    room_id: str
+    sender: str
+    content: dict[str, Any]
+    event_id: str
+    decrypted: bool
+
+    @property
+    def body(self) -> str:
+        return str(self.content.get("body", ""))
+
+
+@dataclass
+class Member:
+    """A person on the homeserver: a nio client that keeps everything it has seen."""
+
+    client: AsyncClient
+    seen: list[Seen] = field(default_factory=list)
+    join_invites_from: set[str] = field(default_factory=set)
+
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
+
+    async def sync(self, timeout_ms: int = 500) -> None:
+        c = self.client
+        resp = await c.sync(timeout=timeout_ms)
+        assert isinstance(resp, SyncResponse), f"{self.user_id}: sync failed: {resp}"
+        for room_id, info in resp.rooms.join.items():
+            for ev in info.timeline.events:
+                src = getattr(ev, "source", {}) or {}
+                if src.get("type") == "m.room.message" or hasattr(ev, "body"):
+                    content = src.get("content", {})
+                    self.seen.append(Seen(room_id, ev.sender, content, ev.event_id,
+                                          bool(getattr(ev, "decrypted", False))))
+        for room_id, info in resp.rooms.invite.items():
+            inviter = next((e.sender for e in info.invite_state
+                            if getattr(e, "membership", None) == "invite"
+                            and getattr(e, "state_key", None) == self.user_id), None)
+            if inviter in self.join_invites_from:
+                await c.join(room_id)
+        if c.should_upload_keys:
+            await c.keys_upload()
+        if c.should_query_keys:
+            await c.keys_query()
+        if c.should_claim_keys:
+            await c.keys_claim(c.get_users_for_key_claiming())
+        await c.send_to_device_messages()
+
+    async def wait_for(self, check: Callable[[Seen], bool], timeout: float = 30,
+                       what: str = "a message") -> Seen:
+        deadline = time.monotonic() + timeout
+        while True:
+            for s in self.seen:
+                if check(s):
+                    return s
+            if time.monotonic() > deadline:
+                bodies = "\n".join(f"  [{s.room_id[:8]}] {s.sender}: {s.body[:120]!r}"
+                                   for s in self.seen[-15:])
+                raise AssertionError(f"{self.user_id} never saw {what}; last seen:\n{bodies}")
+            await self.sync()
+
+    async def say(self, room_id: str, text: str, html: str | None = None) -> str:
+        content: dict[str, Any] = {"msgtype": "m.text", "body": text}
+        if html is not None:
+            content.update(format="org.matrix.custom.html", formatted_body=html)
+        if room_id not in self.client.rooms:
+            await self.wait_room(room_id)
+        resp = await self.client.room_send(room_id, "m.room.message", content,
+                                           ignore_unverified_devices=True)
+        assert isinstance(resp, RoomSendResponse), f"send failed: {resp}"
+        return str(resp.event_id)
+
+    async def wait_room(self, room_id: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while room_id not in self.client.rooms:
+            assert time.monotonic() < deadline, f"{self.user_id} never saw room {room_id}"
+            await self.sync()
+
+    async def create_room(self, invite: list[str], *, encrypted: bool = False) -> str:
+        resp = await self.client.room_create(
+            invite=invite, initial_state=[ENCRYPTION] if encrypted else [])
+        assert isinstance(resp, RoomCreateResponse), resp
+        await self.wait_room(resp.room_id)
+        return str(resp.room_id)
+
+    async def joined(self, room_id: str, user_id: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            room = self.client.rooms.get(room_id)
+            if room is not None and user_id in room.users:
+                return
+            assert time.monotonic() < deadline, f"{user_id} never joined {room_id}"
+            await self.sync()
+
+
+def from_bot(bot: BotProcess, room_id: str | None = None, *, contains: str = "",
+             notice: bool | None = None) -> Callable[[Seen], bool]:
+    def check(s: Seen) -> bool:
+        return (s.sender == bot.user_id and (room_id is None or s.room_id == room_id)
+                and contains in s.body
+                and (notice is None or (s.content.get("msgtype") == "m.notice") == notice))
+    return check
+
+
+async def gather_syncs(*members: Member) -> None:
+    await asyncio.gather(*(m.sync() for m in members))
