@@ -72,10 +72,10 @@ class _TextOf(HTMLParser):
         elif tag == "br" or (tag in ("p", "div", "li") and not self._at_line_start()):
             self.out.append("\n")
         elif tag == "a":
-            href = dict(attrs).get("href") or ""
+            href = unquote(dict(attrs).get("href") or "")
             match = _PILL.match(href)
             if match:
-                self.out.append(unquote(match[1]))
+                self.out.append(match[1])
             self._pill.append(bool(match))
 
     def _at_line_start(self) -> bool:

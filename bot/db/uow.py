@@ -335,13 +335,15 @@ class SqlUnitOfWork:
         )
         return list((await self.s.scalars(stmt)).all())
 
-    async def next_due(self) -> datetime | None:
+    async def next_due(self, platforms: Sequence[str] | None = None) -> datetime | None:
         n, o = t.notifications.c, t.outbox.c
         first_n = await self.s.scalar(select(func.min(n.due_at)).where(n.status == PENDING))
         # A leased message falls due again when its lease ends (its sender may have died).
-        first_o = await self.s.scalar(
-            select(func.min(func.coalesce(o.claimed_until, o.due_at))).where(o.status == PENDING)
-        )
+        messages = select(func.min(func.coalesce(o.claimed_until, o.due_at))).where(
+            o.status == PENDING)
+        if platforms is not None:
+            messages = messages.where(o.platform.in_(list(platforms)))
+        first_o = await self.s.scalar(messages)
         found = [_aware(v) for v in (first_n, first_o) if v is not None]
         return min(found) if found else None
 

@@ -76,8 +76,15 @@ class Dispatcher:
         return len(leased)
 
     async def next_due(self) -> datetime | None:
+        """When there is next something to do: a notification to fire, or a message for a
+        platform this process sends to, and not before a platform found down is tried again
+        (so a platform that is down, or has no sender here, never makes a busy loop)."""
+        now = self._clock.now()
+        up = [p for p in self._messengers if self._down_until.get(p, now) <= now]
         async with self._uow() as uow:
-            return await uow.next_due()
+            found = await uow.next_due(up)
+        paused = [t for t in self._down_until.values() if t > now]
+        return min([found, *paused] if found else paused, default=None)
 
     async def run_due(self) -> RunStats:
         """Fire everything due now, then send everything due now."""
@@ -103,7 +110,9 @@ class Dispatcher:
 
     async def _send_due(self) -> tuple[int, int, int]:
         sent = failed = retried = 0
-        platforms = list(self._messengers)
+        now = self._clock.now()
+        # A platform found down waits out its pause, new messages included.
+        platforms = [p for p in self._messengers if self._down_until.get(p, now) <= now]
         while platforms:
             now = self._clock.now()
             async with self._uow() as uow:

@@ -130,8 +130,9 @@ class UnitOfWork(Protocol):
         """Pending messages due at `now` and not leased, leased until `lease_until`."""
         ...
 
-    async def next_due(self) -> datetime | None:
-        """The earliest instant any pending notification or message falls due."""
+    async def next_due(self, platforms: Sequence[str] | None = None) -> datetime | None:
+        """The earliest instant any pending notification, or any pending message (of these
+        platforms, if given), falls due."""
         ...
 
     async def void_pending(self, *, session_id: int, kinds: Sequence[str] | None = None) -> int:

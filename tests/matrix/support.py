@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,10 @@ class BotProcess:
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
-    def wait_log(self, text: str, timeout: float = 30) -> None:
+    def wait_log(self, text: str, timeout: float = 30, *, count: int = 1) -> None:
+        """Until `text` appears `count` times in the log (each start logs in once)."""
         deadline = time.monotonic() + timeout
-        while text not in self.log():
+        while self.log().count(text) < count:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"the bot exited ({self.proc.returncode}):\n{self.log()}")
@@ -188,5 +190,44 @@ def from_bot(bot: BotProcess, room_id: str | None = None, *, contains: str = "",
     return check
 
 
-async def gather_syncs(*members: Member) -> None:
-    await asyncio.gather(*(m.sync() for m in members))
+async def plant_prompts(db: Path, slug: str, due: list[datetime], tag: str) -> None:
+    """Add `prompt` notifications for a cohort straight into the bot's database (the bot
+    finds them at its next sweep): text `<tag>-<n>`, one per due instant."""
+    from bot.db.engine import create_engine, session_factory
+    from bot.db.uow import SqlUnitOfWorkFactory
+    from bot.domain.model import Cohort, Notification
+
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with SqlUnitOfWorkFactory(session_factory(engine))() as uow:
+            (cohort,) = await uow.find(Cohort, slug=slug)
+            for i, at in enumerate(due):
+                await uow.add_notification(Notification(
+                    key=f"test:{tag}:{i}", kind="prompt", cohort_id=cohort.id, due_at=at,
+                    stale_at=at + timedelta(hours=1), payload={"text": f"{tag}-{i:02d}"}))
+            await uow.commit()
+    finally:
+        await engine.dispose()
+
+
+class ConnectionCounter:
+    """Listens where a stopped server was, counting each connection and closing it at once:
+    what a client's retries cost while the server is down."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.count = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ConnectionCounter:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.count += 1
+            writer.close()
+
+        self._server = await asyncio.start_server(on_connect, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()

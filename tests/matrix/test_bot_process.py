@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.matrix.conftest import ClientFactory
-from tests.matrix.support import BotProcess, Member, Seen, from_bot
+from tests.matrix.support import (
+    BotProcess,
+    ConnectionCounter,
+    Member,
+    Seen,
+    from_bot,
+    plant_prompts,
+)
 from tests.support.synapse import SynapseServer
 
 
@@ -106,4 +116,86 @@ async def test_a_cohort_from_setup_to_summary_in_a_room(
     with sqlite3.connect(bot.db) as db:
         rows = db.execute("SELECT * FROM questions").fetchall()
     assert rows and all(ana.user_id not in str(r) for r in rows)
+    assert "Traceback" not in bot.log()
+
+
+async def test_an_encrypted_room_works_across_a_restart_on_the_same_device(
+    synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path
+) -> None:
+    admin, stranger = await _people(matrix_client_factory, 2)
+    bot = BotProcess(tmp_path, synapse, synapse.register_user(), admins=[admin.user_id])
+    bot.start()
+    try:
+        bot.wait_log("matrix: logged in")
+        room = await admin.create_room([bot.user_id], encrypted=True)
+        await admin.joined(room, bot.user_id)
+        await admin.say(room, "!cohort cohort create Secret Circle")
+        created = await admin.wait_for(from_bot(bot, room, contains="Created Secret Circle"),
+                                       what="the reply in the encrypted room")
+        assert created.decrypted and created.content["msgtype"] == "m.notice"
+        device = json.loads((bot.store / "session.json").read_text())["device_id"]
+
+        # A stranger's invite is declined.
+        other = await stranger.create_room([bot.user_id])
+        bot.wait_log("declined an invite")
+        await stranger.sync()
+        assert bot.user_id not in stranger.client.rooms[other].users
+
+        bot.stop()
+        await admin.say(room, "!cohort help")  # sent while the bot is down: not answered
+        bot.start()
+        bot.wait_log("matrix: logged in", count=2)
+        await admin.say(room, "!cohort cohort set moderation on")
+        after = await admin.wait_for(from_bot(bot, room, contains="moderation = on"),
+                                     what="a reply after the restart")
+        assert after.decrypted
+        assert json.loads((bot.store / "session.json").read_text())["device_id"] == device
+        # Nothing handled before the restart was handled again.
+        await admin.sync()
+        replies = [s for s in admin.seen if s.sender == bot.user_id]
+        assert sum("Created Secret Circle" in s.body for s in replies) == 1
+        assert not any("Usage" in s.body or "help" in s.body.lower()[:40] for s in replies)
+    finally:
+        bot.stop()
+    assert "Traceback" not in bot.log()
+    assert bot.log().count("logged in as") == 2
+
+
+async def test_homeserver_down_and_back_nothing_lost_nothing_twice_few_requests(
+    synapse_server_factory: Callable[..., SynapseServer],
+    matrix_client_factory: ClientFactory, tmp_path: Path,
+) -> None:
+    server = synapse_server_factory()
+    (admin,) = [Member(await matrix_client_factory(server))]
+    bot = BotProcess(tmp_path, server, server.register_user(), admins=[admin.user_id])
+    with bot.config.open("a") as f:
+        f.write("[scheduler]\nsweep_seconds = 5\n")
+    bot.start()
+    try:
+        bot.wait_log("matrix: logged in")
+        room = await admin.create_room([bot.user_id])
+        await admin.joined(room, bot.user_id)
+        await admin.say(room, "!cohort cohort create Peer R")
+        await admin.wait_for(from_bot(bot, room, contains="Created Peer R"))
+
+        server.stop()
+        now = datetime.now(UTC)
+        due = [now + timedelta(seconds=3 + 2 * i) for i in range(5)]
+        await plant_prompts(bot.db, "peer-r", due, "outage")
+        outage = 45.0
+        async with ConnectionCounter(server.port) as counter:
+            await asyncio.sleep(outage)  # the outage itself: how often does the bot knock?
+        print(f"requests while the homeserver was down for {outage:.0f} s: {counter.count}")
+        # Sync and sends each back off (1, 2, 4 … 60 s and 5, 10 … 60 s): about ten
+        # attempts in 45 s, each at most two connections (aiohttp retries a dropped one once).
+        assert 2 <= counter.count <= 24, counter.count
+        server.start()
+        for i in range(5):
+            await admin.wait_for(from_bot(bot, room, contains=f"outage-{i:02d}"),
+                                 timeout=90, what=f"prompt {i} after the outage")
+        await admin.sync()
+    finally:
+        bot.stop()
+    bodies = [s.body for s in admin.seen if s.sender == bot.user_id and "outage-" in s.body]
+    assert sorted(bodies) == sorted(set(bodies)) and len(bodies) == 5, bodies
     assert "Traceback" not in bot.log()
