@@ -391,6 +391,7 @@ class MatrixPlatform:
                 wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
                 self._not_before = time.monotonic() + wait
                 if waited + wait <= RATE_LIMIT_BUDGET:
+                    log.info("matrix: rate limited; sending again in %.1f s", wait)
                     continue
             raise _delivery_error(resp, f"could not send to {room_id}")
 

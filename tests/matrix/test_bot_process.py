@@ -199,3 +199,34 @@ async def test_homeserver_down_and_back_nothing_lost_nothing_twice_few_requests(
     bodies = [s.body for s in admin.seen if s.sender == bot.user_id and "outage-" in s.body]
     assert sorted(bodies) == sorted(set(bodies)) and len(bodies) == 5, bodies
     assert "Traceback" not in bot.log()
+
+
+async def test_twenty_notifications_due_in_the_same_second_all_arrive_under_default_limits(
+    synapse_default_limits: SynapseServer, matrix_client_factory: ClientFactory,
+    tmp_path: Path,
+) -> None:
+    server = synapse_default_limits  # Synapse's own rate limits; the bot is not exempted
+    admin = Member(await matrix_client_factory(server))
+    bot = BotProcess(tmp_path, server, server.register_user(), admins=[admin.user_id])
+    with bot.config.open("a") as f:
+        f.write("[scheduler]\nsweep_seconds = 5\n")
+    bot.start()
+    try:
+        bot.wait_log("matrix: logged in")
+        room = await admin.create_room([bot.user_id])
+        await admin.joined(room, bot.user_id)
+        await admin.say(room, "!cohort cohort create Burst")
+        await admin.wait_for(from_bot(bot, room, contains="Created Burst"))
+        at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        await plant_prompts(bot.db, "burst", [at] * 20, "burst")
+        for i in range(20):
+            await admin.wait_for(from_bot(bot, room, contains=f"burst-{i:02d}"), timeout=150,
+                                 what=f"notification {i}")
+        await admin.sync()
+    finally:
+        bot.stop()
+    bodies = [s.body for s in admin.seen if s.sender == bot.user_id and "burst-" in s.body]
+    assert len(bodies) == 20 and len(set(bodies)) == 20
+    log = bot.log()
+    assert "rate limited; sending again" in log  # the homeserver did push back
+    assert "failed for good" not in log and "Traceback" not in log
