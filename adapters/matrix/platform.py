@@ -32,6 +32,7 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     ProfileGetResponse,
+    RoomCreateEvent,
     RoomCreateResponse,
     RoomMessageText,
     RoomPreset,
@@ -76,6 +77,7 @@ class MatrixPlatform:
         self._handlers: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_COMMANDS)
         self._direct: dict[str, str] = {}  # user id → the direct room with them
+        self.creators: dict[str, set[str]] = {}  # room id → its creators (room version ≥ 12)
         self._direct_rooms: set[str] = set()
         self._dm_lock = asyncio.Lock()
         self._not_before = 0.0  # monotonic instant before which no send is attempted (429)
@@ -192,6 +194,7 @@ class MatrixPlatform:
         client.add_event_callback(self._on_message, RoomMessageText)
         client.add_event_callback(self._on_undecrypted, MegolmEvent)
         client.add_event_callback(self._on_invite, InviteMemberEvent)
+        client.add_event_callback(self._on_create, RoomCreateEvent)
         await self._load_direct_rooms(client)
         log.info("matrix: logged in as %s (device %s)", client.user_id, client.device_id)
         return client
@@ -273,6 +276,14 @@ class MatrixPlatform:
         resp = await client.room_redact(room_id, event_id, reason="sent where everyone can see")
         if not isinstance(resp, Exception) and getattr(resp, "event_id", None) is None:
             log.info("matrix: redaction refused in %s: %s", room_id, _code(resp))
+
+    async def _on_create(self, room: MatrixRoom, event: RoomCreateEvent) -> None:
+        # From room version 12 on, a room's creators outrank every power level and are not
+        # listed in the power levels at all.
+        if event.room_version.isdigit() and int(event.room_version) >= 12:
+            extra = event.source.get("content", {}).get("additional_creators") or []
+            self.creators[room.room_id] = {event.sender, *(u for u in extra
+                                                            if isinstance(u, str))}
 
     async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if event.server_timestamp < self._started_ms:
@@ -460,6 +471,8 @@ class MatrixDirectory:
         level = self._p.settings.admin_power_level
         if channel is None or channel.platform != self._p.name or level <= 0:
             return False
+        if user.id in self._p.creators.get(channel.id, ()):
+            return True
         client = self._p.client
         room = client.rooms.get(channel.id) if client is not None else None
         return room is not None and room.power_levels.get_user_level(user.id) >= level

@@ -230,3 +230,43 @@ async def test_twenty_notifications_due_in_the_same_second_all_arrive_under_defa
     log = bot.log()
     assert "rate limited; sending again" in log  # the homeserver did push back
     assert "failed for good" not in log and "Traceback" not in log
+
+
+async def test_room_power_makes_an_admin_and_the_profile_zone_shows_times(
+    synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path
+) -> None:
+    admin, carol, dan = await _people(matrix_client_factory, 3)
+    bot = BotProcess(tmp_path, synapse, synapse.register_user(), admins=[admin.user_id])
+    bot.start()
+    try:
+        bot.wait_log("matrix: logged in")
+        for m in (carol, dan):
+            m.join_invites_from = {admin.user_id}
+        resp = await admin.client.room_create(
+            invite=[bot.user_id, carol.user_id, dan.user_id],
+            power_level_override={"users": {carol.user_id: 100}})
+        assert hasattr(resp, "room_id"), resp
+        room = resp.room_id
+        for m in (admin, carol, dan):
+            await m.wait_room(room)
+        await admin.joined(room, bot.user_id)
+        # Carol is no admin in the config, but she has power level 100 in this room.
+        await carol.say(room, "!cohort cohort create Power Room")
+        await carol.wait_for(from_bot(bot, room, contains="Created Power Room"))
+        await carol.say(room, "!cohort cohort schedule weekly tue 14:00 UTC for 90m")
+        await carol.wait_for(from_bot(bot, room, contains="Schedule for Power Room"))
+        await carol.say(room, f"!cohort cohort members add {dan.user_id}")
+        await carol.wait_for(from_bot(bot, room, contains="Added"))
+        # Dan (power level 0) may not change the cohort.
+        await dan.say(room, "!cohort cohort set moderation on")
+        refusal = await dan.wait_for(from_bot(bot, room, contains="admin"), what="a refusal")
+        assert "moderation = on" not in refusal.body
+        # Dan's profile says Tokyo: his times are shown there.
+        status, _ = synapse.request("PUT", f"/_matrix/client/v3/profile/{dan.user_id}/m.tz",
+                                    {"m.tz": "Asia/Tokyo"}, access_token=dan.client.access_token)
+        assert status == 200
+        await dan.say(room, "!cohort next")
+        reply = await dan.wait_for(from_bot(bot, room, contains="23:00"), what="next in JST")
+        assert "JST" in reply.body
+    finally:
+        bot.stop()
