@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import ClientConnectionError
 from nio import (
@@ -411,6 +412,15 @@ class LoginFailed(Exception):
     pass
 
 
+def _is_zone(name: str) -> bool:
+    """Profiles are user text: only a real IANA zone name counts."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
 def _code(resp: object) -> str:
     return str(getattr(resp, "status_code", None) or getattr(resp, "message", None) or resp)
 
@@ -459,7 +469,7 @@ class MatrixDirectory:
             if isinstance(resp, ProfileGetResponse):
                 for field in TZ_FIELDS:
                     value = resp.other_info.get(field)
-                    if isinstance(value, str) and value:
+                    if isinstance(value, str) and _is_zone(value):
                         zone = value
                         break
         except (DeliveryError, ClientConnectionError, TimeoutError, OSError):

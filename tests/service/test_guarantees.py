@@ -203,3 +203,36 @@ async def test_transient_delivery_errors_back_off_and_deliver_once(harness: Harn
         rows = await uow.find(OutboxMessage, status="sent")
         assert any(r.attempts == 3 for r in rows)
         assert not await uow.find(Notification, status="pending", kind="nope")
+
+
+async def test_a_platform_that_is_down_is_tried_rarely_and_loses_nothing(
+    harness: Harness,
+) -> None:
+    from bot.service.ports import DeliveryError
+
+    await harness.setup_cohort()
+    harness.clear()
+    messenger = harness.messenger
+    down = DeliveryError("connection refused", unreachable=True)
+    messenger.fail_next = [down] * 4
+    calls = messenger.calls
+    for i in range(5):
+        await harness.say("fay", f"prompt Hello {i}")
+    # Five messages due, one request: the platform is down, the rest wait without trying.
+    assert messenger.calls - calls == 1
+    nxt = await harness.app.dispatcher.next_due()
+    assert nxt == harness.clock.now() + timedelta(seconds=5)  # no busy loop until then
+    await harness.app.dispatcher.run_due()
+    assert messenger.calls - calls == 1
+    # Still down at 5 s, 15 s and 35 s (pauses double): one request each time.
+    for wait in (5, 10, 20):
+        harness.clock.set(harness.clock.now() + timedelta(seconds=wait))
+        await harness.app.dispatcher.run_due()
+    assert messenger.calls - calls == 4 and harness.channel_posts() == []
+    # Back: everything goes out once, none of the failed tries counted as an attempt.
+    harness.clock.set(harness.clock.now() + timedelta(seconds=40))
+    await harness.app.dispatcher.run_due()
+    assert sorted(harness.channel_posts()) == [f"Prompt: Hello {i}" for i in range(5)]
+    async with harness.app.bot._uow() as uow:
+        attempts = sorted(r.attempts for r in await uow.find(OutboxMessage, status="sent"))
+    assert attempts == [1, 1, 1, 1, 1]
