@@ -87,26 +87,31 @@ class Dispatcher:
         return min([found, *paused] if found else paused, default=None)
 
     async def run_due(self) -> RunStats:
-        """Fire everything due now, then send everything due now."""
-        fired, dropped = await self._fire_due()
-        sent, failed, retried = await self._send_due()
-        return RunStats(fired=fired, dropped=dropped, sent=sent, failed=failed, retried=retried)
-
-    async def _fire_due(self) -> tuple[int, int]:
-        fired = dropped = 0
+        """Fire what is due and send what is due, a batch at a time: with thousands of
+        notifications due at once, the first messages go out while later ones are fired."""
+        fired = dropped = sent = failed = retried = 0
         while True:
-            now = self._clock.now()
-            async with self._uow() as uow:
-                due = await uow.claim_notifications(now, self._policy.batch_size)
-                if not due:
-                    return fired, dropped
-                for notice in due:
-                    if await fire(uow, notice, now, self._policy, self._directories):
-                        fired += 1
-                    else:
-                        dropped += 1
-                    await plan_next(uow, notice)
-                await uow.commit()
+            f, d = await self._fire_batch()
+            s, x, r = await self._send_due()
+            fired, dropped, sent, failed, retried = (fired + f, dropped + d, sent + s,
+                                                      failed + x, retried + r)
+            if f + d == 0:  # (firing may plan steps that are due already: look again)
+                return RunStats(fired=fired, dropped=dropped, sent=sent, failed=failed,
+                                retried=retried)
+
+    async def _fire_batch(self) -> tuple[int, int]:
+        """Fire one batch of due notifications in one transaction."""
+        fired = dropped = 0
+        now = self._clock.now()
+        async with self._uow() as uow:
+            for notice in await uow.claim_notifications(now, self._policy.batch_size):
+                if await fire(uow, notice, now, self._policy, self._directories):
+                    fired += 1
+                else:
+                    dropped += 1
+                await plan_next(uow, notice)
+            await uow.commit()
+        return fired, dropped
 
     async def _send_due(self) -> tuple[int, int, int]:
         sent = failed = retried = 0
