@@ -7,7 +7,7 @@ take the same row; SQLite ignores it (one process writes at a time there anyway)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -176,21 +176,23 @@ class SqlUnitOfWork:
     async def insert_sessions(self, rows: Sequence[tuple[int, datetime, int]]) -> list[int]:
         if not rows:
             return []
-        instant = t.sqlite_instant if self._dialect() == "sqlite" else _same
-        false = self._false()
+        instant, false = self._instant(), self._false()
         columns = (("cohort_id", "int"), ("starts_at", "timestamptz"), ("slot", "timestamptz"),
                    ("duration_min", "int"), ("origin", "text"), ("status", "text"),
                    ("rev", "int"), ("announced", "bool"), ("phase_run", "int"),
                    ("summarised", "bool"))
-        await self._insert_rows("sessions", columns, [
-            (cohort_id, instant(slot), instant(slot), minutes, "schedule", SCHEDULED, 0, false,
-             0, false)
-            for cohort_id, slot, minutes in rows
-        ])
+        values = [(cohort_id, instant(slot), instant(slot), minutes, "schedule", SCHEDULED, 0,
+                   false, 0, false) for cohort_id, slot, minutes in rows]
+        ids: dict[tuple[int, datetime], int] = {}
+        if self._dialect() == "postgresql":
+            for sid, cid, slot in await self._insert_returning("sessions", columns, values,
+                                                               "id, cohort_id, slot"):
+                ids[(cid, slot)] = sid
+            return [ids[(cohort_id, slot)] for cohort_id, slot, _ in rows]
+        await self._insert_rows("sessions", columns, values)
         # Then the ids by their unique (cohort, slot), a chunk at a time (RETURNING in
         # parameter order would cost one statement per row on SQLite).
         c = t.sessions.c
-        ids: dict[tuple[int, datetime], int] = {}
         cohort_ids = sorted({cohort_id for cohort_id, _, _ in rows})
         first = min(slot for _, slot, _ in rows)
         last = max(slot for _, slot, _ in rows)
@@ -209,23 +211,27 @@ class SqlUnitOfWork:
             return 0
         # The hot path of planning: plain tuples at driver level. Going through SQLAlchemy's
         # per-value type processing costs several times the write itself.
-        instant = t.sqlite_instant if self._dialect() == "sqlite" else _same
-        false = self._false()
+        instant, false = self._instant(), self._false()
         columns = (("key", "text"), ("kind", "text"), ("cohort_id", "int"),
                    ("session_id", "int"), ("due_at", "timestamptz"), ("stale_at", "timestamptz"),
                    ("payload", "json"), ("status", "text"), ("late", "bool"))
+        # A key that exists is left alone, unless it was voided by a re-plan: then it is due
+        # again (as add_notification does one row at a time).
+        upsert = (" ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at, "
+                  "stale_at = excluded.stale_at, payload = excluded.payload, "
+                  f"status = excluded.status WHERE notifications.status = '{VOID}'")
         return await self._insert_rows("notifications", columns, [
             (n.key, n.kind, cohort_id, session_id, instant(n.due_at), instant(n.stale_at),
              json.dumps(n.payload), PENDING, false)
             for cohort_id, session_id, n in rows
-        ], suffix=" ON CONFLICT (key) DO NOTHING")
+        ], suffix=upsert)
 
     async def _insert_rows(self, table: str, columns: Sequence[tuple[str, str]],
                            values: Sequence[tuple[Any, ...]], suffix: str = "") -> int:
         """Insert plain tuples, given (name, PostgreSQL type) per column; returns how many rows
-        were inserted. SQLite takes one executemany (in process, that is cheap); PostgreSQL
-        takes one array per column and `unnest`s them, one round trip and a nine-parameter
-        statement per batch instead of one round trip per row."""
+        were written. SQLite takes one executemany (in process, that is cheap); PostgreSQL
+        takes one array per column and `unnest`s them: one round trip and one parameter per
+        column for a whole batch, instead of a round trip per row."""
         conn = await self.s.connection()
         names = ", ".join(name for name, _ in columns)
         if self._dialect() == "sqlite":
@@ -234,15 +240,36 @@ class SqlUnitOfWork:
                 f"INSERT INTO {table} ({names}) VALUES ({marks}){suffix}", list(values))
             # sqlite3 sums an executemany's rowcount.
             return result.rowcount if result.rowcount >= 0 else len(values)
+        written = 0
+        for sql, params in self._unnest(table, columns, values, suffix):
+            written += (await conn.exec_driver_sql(sql, params)).rowcount
+        return written
+
+    async def _insert_returning(self, table: str, columns: Sequence[tuple[str, str]],
+                                values: Sequence[tuple[Any, ...]],
+                                returning: str) -> list[tuple[Any, ...]]:
+        """PostgreSQL only: `_insert_rows` that returns `returning` of every row."""
+        conn = await self.s.connection()
+        out: list[tuple[Any, ...]] = []
+        for sql, params in self._unnest(table, columns, values, f" RETURNING {returning}"):
+            out += [tuple(r) for r in await conn.exec_driver_sql(sql, params)]
+        return out
+
+    @staticmethod
+    def _unnest(table: str, columns: Sequence[tuple[str, str]],
+                values: Sequence[tuple[Any, ...]], suffix: str
+                ) -> Iterator[tuple[str, tuple[list[Any], ...]]]:
+        names = ", ".join(name for name, _ in columns)
         arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
         sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){suffix}"
-        inserted = 0
         for i in range(0, len(values), BULK_ROWS):
             batch = values[i:i + BULK_ROWS]
-            result = await conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*batch,
-                                                                                      strict=True)))
-            inserted += result.rowcount
-        return inserted
+            yield sql, tuple(list(col) for col in zip(*batch, strict=True))
+
+    def _instant(self) -> Callable[[datetime], Any]:
+        """How bulk inserts pass an instant: SQLite's stored text; for PostgreSQL ISO text,
+        which the driver sends several times faster than datetime objects."""
+        return t.sqlite_instant if self._dialect() == "sqlite" else datetime.isoformat
 
     def _in(self, column: Any, ids: Sequence[int]) -> Any:
         """`column IN ids`; on PostgreSQL `= ANY(array)`: one parameter, not one per id."""
@@ -368,10 +395,6 @@ class SqlUnitOfWork:
             .returning(t.seen_events.c.event_id)
         )
         return (await self.s.execute(stmt)).first() is not None
-
-
-def _same(value: datetime) -> datetime:
-    return value
 
 
 def _aware(value: datetime | str) -> datetime:

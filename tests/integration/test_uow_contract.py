@@ -86,6 +86,35 @@ async def test_voided_notifications_are_revived_by_replanning(db_url: str) -> No
     await engine.dispose()  # type: ignore[attr-defined]
 
 
+async def test_bulk_insert_skips_live_keys_and_revives_void_ones(db_url: str) -> None:
+    from bot.domain.planning import PlannedNotice
+
+    uows, engine = _factory(db_url)
+    cid = await _cohort(uows)
+
+    def planned(key: str, due: datetime) -> PlannedNotice:
+        return PlannedNotice(key=key, kind="prompt", due_at=due, stale_at=due + timedelta(1),
+                             payload={"text": key})
+
+    async with uows() as uow:
+        for key, status in (("fired", "fired"), ("void", "void"), ("pending", "pending")):
+            n = _notice(cid, key, T0)
+            n.status = status
+            uow.add(n)
+        await uow.commit()
+    later = T0 + timedelta(hours=2)
+    async with uows() as uow:
+        written = await uow.insert_notifications(
+            [(cid, None, planned(k, later)) for k in ("fired", "void", "pending", "new")])
+        await uow.commit()
+    assert written == 2  # the void one and the new one
+    async with uows() as uow:
+        rows = {n.key: (n.status, n.due_at) for n in await uow.find(Notification)}
+    assert rows == {"fired": ("fired", T0), "pending": ("pending", T0),
+                    "void": ("pending", later), "new": ("pending", later)}
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
 async def test_outbox_dedupes_by_key_and_next_due_is_the_earliest(db_url: str) -> None:
     uows, engine = _factory(db_url)
     cid = await _cohort(uows)
