@@ -164,9 +164,11 @@ class Member:
             assert time.monotonic() < deadline, f"{self.user_id} never saw room {room_id}"
             await self.sync()
 
-    async def create_room(self, invite: list[str], *, encrypted: bool = False) -> str:
+    async def create_room(self, invite: list[str], *, encrypted: bool = False,
+                          power: dict[str, int] | None = None) -> str:
         resp = await self.client.room_create(
-            invite=invite, initial_state=[ENCRYPTION] if encrypted else [])
+            invite=invite, initial_state=[ENCRYPTION] if encrypted else [],
+            power_level_override={"users": power} if power else None)
         assert isinstance(resp, RoomCreateResponse), resp
         await self.wait_room(resp.room_id)
         return str(resp.room_id)
