@@ -697,6 +697,13 @@ class FakeSlack:
         with self._lock:
             return list(self._response_posts)
 
+    def open_dm(self, user_id: str) -> str:
+        """The bot's DM with ``user_id``, opened from the person's side (the app's Messages
+        tab) if it does not exist yet."""
+        with self._lock:
+            ch, _ = self._open_im(self.bot_user_id, user_id)
+            return ch.id
+
     def dm_channel(self, user_id: str) -> str | None:
         """The bot's DM with ``user_id``, if one was opened."""
         with self._lock:

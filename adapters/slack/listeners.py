@@ -1,0 +1,363 @@
+"""The Bolt listeners: acknowledge at once, do the work after, never lose an error.
+
+Slack wants an answer within 3 seconds. Every listener acks first (modal steps ack with their
+next view, which is pure and instant) and hands the rest — the core, the Web API — to a
+background task. A task that fails is logged with a short reference, and the person who
+clicked or typed is told that something went wrong, with that reference and nothing else.
+
+What a listener does is convert: a slash command, a button, a modal or a direct message
+becomes command text for `core.handle`, and the replies go back through `Replier`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import inbound, render, views
+from adapters.slack.replies import Replier, Where
+from bot.chat.message import Message, lines
+from bot.domain.refs import UserRef
+from bot.service.api import Core, Invocation
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+OOPS = "Something went wrong on our side (ref {ref}). Nothing was changed; please try again."
+
+
+class Gate:
+    """Acknowledgements go first. While requests are being acknowledged, work that earlier
+    requests started waits until none has been in flight for `quiet` seconds (at most `limit`
+    seconds): under a burst every request is answered quickly, and the work follows at once.
+    One timer and one event for everyone, so a burst costs the same whatever is waiting."""
+
+    def __init__(self, *, quiet: float = 0.03, limit: float = 0.5) -> None:
+        self.quiet = quiet
+        self.limit = limit
+        self._busy = 0
+        self._open = asyncio.Event()
+        self._open.set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> None:
+        self._busy += 1
+        self._open.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def leave(self) -> None:
+        self._busy = max(self._busy - 1, 0)
+        if not self._busy:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(self.quiet, self._calm)
+
+    def _calm(self) -> None:
+        self._timer = None
+        if not self._busy:
+            self._open.set()
+
+    async def wait(self) -> None:
+        if self._open.is_set():
+            return
+        try:
+            async with asyncio.timeout(self.limit):
+                await self._open.wait()
+        except TimeoutError:
+            return
+
+
+class Background:
+    """Tasks started after an ack. Failures are logged with a reference, and reported."""
+
+    def __init__(self, gate: Gate | None = None) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.gate = gate or Gate()
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, what: str,
+              tell: Callable[[str], Awaitable[None]] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(work, what, tell))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, work: Coroutine[Any, Any, None], what: str,
+                   tell: Callable[[str], Awaitable[None]] | None) -> None:
+        try:
+            await self.gate.wait()
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ref = secrets.token_hex(4)
+            # No payload in the line: it could hold a person's id next to what they wrote.
+            log.exception("slack: %s failed after it was acknowledged (ref %s)", what, ref)
+            if tell is not None:
+                try:
+                    await tell(OOPS.format(ref=ref))
+                except Exception as e:  # noqa: BLE001 - telling is best effort, logged
+                    log.warning("slack: could not report error ref %s (%s)", ref,
+                                type(e).__name__)
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    async def join(self) -> None:
+        """Wait until no acknowledged work is left (work may start more work)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def drain(self, timeout: float) -> None:
+        """Let running work finish (bounded), then cancel what is left."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
+
+
+class Listeners:
+    def __init__(self, core: Core, replier: Replier, client: AsyncWebClient,
+                 background: Background) -> None:
+        self.core = core
+        self.replier = replier
+        self.client = client
+        self.tasks = background
+        self.word = core.policy.command_word
+        self.prefix = core.policy.prefix_for(inbound.PLATFORM)
+
+    def register(self, app: AsyncApp) -> None:
+        app.command(f"/{self.word}")(self.on_command)
+        app.view(views.ASK)(self.on_ask)
+        app.view(views.ASK_PREVIEW)(self.on_ask_send)
+        app.view(views.ACTION_ADD)(self.on_action_add)
+        app.view(views.CHECKIN)(self.on_checkin)
+        app.view_closed(re.compile(".*"))(self.on_ack_only)
+        app.action(re.compile(f"^{render.COMMAND_ACTION}-"))(self.on_button)
+        app.action(re.compile(f"^{views.HOME_ACTION}-"))(self.on_home_button)
+        app.action(re.compile(".*"))(self.on_ack_only)  # e.g. radio buttons in a modal
+        app.event("app_home_opened")(self.on_home_opened)
+        app.event("message")(self.on_message)
+        app.event("app_uninstalled")(self.on_uninstalled)
+        app.event("tokens_revoked")(self.on_uninstalled)
+        app.event(re.compile(".*"))(self.on_ignored_event)
+        app.error(self.on_error)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _teller(self, where: Where) -> Callable[[str], Awaitable[None]]:
+        async def tell(text: str) -> None:
+            await self.replier.private(Message.of(text), where)
+        return tell
+
+    async def _run(self, inv: Invocation, where: Where) -> None:
+        replies = await self.core.handle(inv)
+        await self.replier.deliver(replies, where)
+
+    async def _open(self, trigger_id: str | None, view: JSON, where: Where) -> bool:
+        if not trigger_id:
+            return False
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+            return True
+        except SlackApiError as e:
+            log.warning("slack: could not open a form (%s)", e.response.get("error"))
+            return False
+
+    async def _open_or_explain(self, trigger: str | None, view: JSON, where: Where,
+                               usage: str) -> None:
+        if not await self._open(trigger, view, where):
+            await self.replier.private(Message.of(
+                f"I could not open the form. Type it instead: {self.prefix} {usage}"), where)
+
+    async def _form_for(self, words: str, flag: str, where: Where, user: UserRef,
+                        trigger: str | None) -> bool:
+        """Open the modal a bare `ask` / `action add` / `checkin` stands for. True if it is
+        one of those (and so nothing else should run)."""
+        origin = views.Origin(where.channel, flag, where.response_url)
+        if words == "ask":
+            await self._open_or_explain(trigger, views.ask_modal(origin), where,
+                                        "ask <question>")
+            return True
+        if words == "action add":
+            await self._open_or_explain(trigger, views.action_modal(origin), where,
+                                        "action add <text>")
+            return True
+        if words == "checkin":
+            items = await self.core.checkin_items(user)
+            cohort = flag.split()[-1] if flag else None
+            items = [i for i in items if cohort in (None, i.cohort)]
+            if items:
+                await self._open_or_explain(trigger, views.checkin_modal(origin, items), where,
+                                            "action done|partly|notyet|drop <n> [note]")
+                return True
+        return False
+
+    # ------------------------------------------------------------------ slash command
+
+    async def on_command(self, ack: AsyncAck, body: JSON) -> None:
+        await ack()
+        where = Where(user=str(body.get("user_id")), channel=body.get("channel_id"),
+                      response_url=body.get("response_url"))
+        self.tasks.spawn(self._command(body, where), what="command", tell=self._teller(where))
+
+    async def _command(self, body: JSON, where: Where) -> None:
+        inv = inbound.command(body)
+        split = inbound.split_cohort(inv.text)
+        where = Where(where.user, where.channel, where.response_url, split.flag)
+        if await self._form_for(split.words, split.flag, where, inv.user,
+                                body.get("trigger_id")):
+            return
+        await self._run(inv, where)
+
+    # ------------------------------------------------------------------ buttons
+
+    async def on_button(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
+        await ack()
+        user = inbound.user_of(body)
+        where = Where(user=user.id, channel=inbound.action_channel(body),
+                      response_url=body.get("response_url"))
+        self.tasks.spawn(self._button(body, action, where), what="button",
+                         tell=self._teller(where))
+
+    async def _button(self, body: JSON, action: JSON, where: Where) -> None:
+        inv = inbound.button_click(body, action)
+        split = inbound.split_cohort(inv.text)
+        where = Where(where.user, where.channel, where.response_url, split.flag)
+        if await self._form_for(split.words, split.flag, where, inv.user,
+                                body.get("trigger_id")):
+            return
+        await self._run(inv, where)
+
+    async def on_home_button(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
+        await ack()
+        user = inbound.user_of(body)
+        where = Where(user=user.id)
+        value = str(action.get("value") or "")
+        self.tasks.spawn(self._home_button(value, user, body.get("trigger_id"), where),
+                         what="home button", tell=self._teller(where))
+
+    async def _home_button(self, value: str, user: UserRef, trigger: str | None,
+                           where: Where) -> None:
+        if value == "refresh" or not await self._form_for(value, "", where, user, trigger):
+            await self.publish_home(user)
+
+    async def on_ack_only(self, ack: AsyncAck) -> None:
+        await ack()
+
+    # ------------------------------------------------------------------ modals
+
+    async def on_ask(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        question = views.question_of(view)
+        if not question:
+            await ack(response_action="errors", errors={"question": "Write a question first."})
+            return
+        origin, _ = views.Origin.load(view.get("private_metadata"))
+        await ack(response_action="push", view=views.ask_preview(origin, question))
+
+    async def on_ask_send(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        await ack(response_action="clear")
+        origin, question = views.previewed_question(view)
+        user = inbound.user_of(body)
+        where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url,
+                      flag=origin.flag)
+        if not question:
+            return
+        inv = Invocation(user=user, text=f"{origin.flag}ask {question}",
+                         channel=inbound.channel_ref(origin.channel),
+                         event_id=_view_event_id(view))
+        self.tasks.spawn(self._run(inv, where), what="question", tell=self._teller(where))
+
+    async def on_action_add(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        text = views.action_of(view)
+        if not text:
+            await ack(response_action="errors", errors={"action": "Write the action first."})
+            return
+        await ack()
+        origin, _ = views.Origin.load(view.get("private_metadata"))
+        user = inbound.user_of(body)
+        where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url,
+                      flag=origin.flag)
+        inv = Invocation(user=user, text=f"{origin.flag}action add {text}",
+                         channel=inbound.channel_ref(origin.channel),
+                         event_id=_view_event_id(view))
+        self.tasks.spawn(self._run(inv, where), what="action form", tell=self._teller(where))
+
+    async def on_checkin(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        await ack()
+        origin, commands = views.checkin_commands(view)
+        user = inbound.user_of(body)
+        where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url)
+        self.tasks.spawn(self._checkin(user, commands, view, where), what="check-in form",
+                         tell=self._teller(where))
+
+    async def _checkin(self, user: UserRef, commands: list[str], view: JSON,
+                       where: Where) -> None:
+        if not commands:
+            await self.replier.private(Message.of("Nothing changed in your check-in."), where)
+            return
+        base = _view_event_id(view)
+        said: list[Message] = []
+        for i, text in enumerate(commands):
+            inv = Invocation(user=user, text=text, channel=None,
+                             event_id=f"{base}:{i}" if base else None)
+            said += [r.message for r in await self.core.handle(inv)]
+        if said:
+            await self.replier.private(lines(said), where)
+
+    # ------------------------------------------------------------------ events
+
+    async def on_message(self, body: JSON, event: JSON) -> None:
+        inv = inbound.direct_message(body, command_word=self.word)
+        if inv is None:
+            return
+        where = Where(user=inv.user.id, channel=event.get("channel"),
+                      dm_channel=event.get("channel"))
+        self.tasks.spawn(self._run(inv, where), what="direct message",
+                         tell=self._teller(where))
+
+    async def on_home_opened(self, event: JSON) -> None:
+        if event.get("tab") != "home" or not event.get("user"):
+            return
+        user = UserRef(inbound.PLATFORM, str(event["user"]))
+        self.tasks.spawn(self.publish_home(user), what="app home")
+
+    async def publish_home(self, user: UserRef) -> None:
+        """The App Home, built from the replies of `next` and `action list`."""
+        sections: list[tuple[str, Message]] = []
+        for heading, text in (("Next session", "next"), ("Your open actions", "action list")):
+            replies = await self.core.handle(Invocation(user=user, text=text, channel=None))
+            sections.append((heading, lines([r.message for r in replies])))
+        items = await self.core.checkin_items(user)
+        view = views.home(sections, has_actions=bool(items), prefix=self.prefix)
+        await self.client.views_publish(user_id=user.id, view=view)
+
+    async def on_uninstalled(self, event: JSON) -> None:
+        log.error("slack: the app was uninstalled or its tokens revoked (%s); nothing can be "
+                  "sent until it is installed again", event.get("type"))
+
+    async def on_ignored_event(self) -> None:
+        return None
+
+    async def on_error(self, error: Exception) -> None:
+        ref = secrets.token_hex(4)
+        log.error("slack: a request failed before it was acknowledged (ref %s): %s", ref,
+                  type(error).__name__)
+
+
+def _view_event_id(view: JSON) -> str | None:
+    vid, vhash = view.get("id"), view.get("hash")
+    return f"slack:view:{vid}:{vhash}" if vid else None

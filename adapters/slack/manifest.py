@@ -1,0 +1,108 @@
+"""The Slack app manifest that `cohortbot slack-manifest` prints (YAML).
+
+Paste it into "Create New App → From an app manifest". It asks for the fewest bot scopes the
+adapter uses; docs/slack.md says what each one is for. In HTTP mode every request URL is
+`<url>/slack/events`; in Socket Mode there is no URL and `socket_mode_enabled` is on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: The bot scopes, each with the reason it is needed (docs/slack.md repeats these).
+BOT_SCOPES: dict[str, str] = {
+    "commands": "the /cohort slash command",
+    "chat:write": "post reminders, announcements, questions and replies",
+    "im:write": "open a direct conversation for check-ins, codes and reminders by DM",
+    "im:history": "receive commands sent to the bot in its direct conversation, and check "
+                  "it for an earlier copy before resending a message whose post timed out",
+    "users:read": "read a member's time zone and whether they administer the workspace",
+    "channels:history": "check a public channel for an earlier copy before resending a "
+                        "message whose post timed out (never posts twice)",
+    "groups:history": "the same check in a private channel the bot was invited to",
+}
+BOT_EVENTS: dict[str, str] = {
+    "app_home_opened": "show the App Home: your next session, your role, your actions",
+    "message.im": "commands sent to the bot in a direct message",
+    "app_uninstalled": "log that nothing can be sent any more",
+    "tokens_revoked": "log that nothing can be sent any more",
+}
+
+
+def manifest(*, mode: str, url: str | None, command: str) -> dict[str, Any]:
+    if mode not in ("socket", "http"):
+        raise ValueError(f"mode must be 'socket' or 'http', not {mode!r}")
+    if mode == "http" and not url:
+        raise ValueError("http mode needs the public URL Slack sends requests to")
+    endpoint = url.rstrip("/") + "/slack/events" if mode == "http" and url else None
+    slash: dict[str, Any] = {
+        "command": f"/{command}",
+        "description": "Your peer-mentoring cohort: sessions, roles, actions, questions",
+        "usage_hint": "help | next | ask | checkin | action add <text>",
+        "should_escape": True,
+    }
+    events: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
+    interactivity: dict[str, Any] = {"is_enabled": True}
+    if endpoint:
+        slash["url"] = endpoint
+        events["request_url"] = endpoint
+        interactivity["request_url"] = endpoint
+    return {
+        "_metadata": {"major_version": 1, "minor_version": 1},
+        "display_information": {
+            "name": "cohortbot",
+            "description": "Keeps peer-mentoring cohorts running: reminders, rotations, "
+                           "check-ins and anonymous questions.",
+            "background_color": "#2e3b4e",
+        },
+        "features": {
+            "app_home": {"home_tab_enabled": True, "messages_tab_enabled": True,
+                         "messages_tab_read_only_enabled": False},
+            "bot_user": {"display_name": "cohortbot", "always_online": True},
+            "slash_commands": [slash],
+        },
+        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
+        "settings": {
+            "event_subscriptions": events,
+            "interactivity": interactivity,
+            "org_deploy_enabled": False,
+            "socket_mode_enabled": mode == "socket",
+            "token_rotation_enabled": False,
+        },
+    }
+
+
+def render_manifest(*, mode: str, url: str | None, command: str) -> str:
+    return to_yaml(manifest(mode=mode, url=url, command=command))
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    # A JSON string is a valid YAML double-quoted scalar.
+    return json.dumps(str(value))
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """Block-style YAML for dicts, lists and scalars (all a manifest needs)."""
+    pad = " " * indent
+    out: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                out.append(f"{pad}{key}:\n{to_yaml(item, indent + 2)}")
+            else:
+                out.append(f"{pad}{key}: {_scalar(item) if item != [] else '[]'}\n")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                body = to_yaml(item, indent + 2)
+                out.append(f"{pad}- {body[indent + 2:]}")
+            else:
+                out.append(f"{pad}- {_scalar(item)}\n")
+    else:
+        out.append(f"{pad}{_scalar(value)}\n")
+    return "".join(out)

@@ -1,0 +1,276 @@
+"""The outbox's `Messenger` for Slack: one chat.postMessage per outbox message, never two.
+
+- Every post carries the outbox id in its message metadata. Slack has no idempotency key, so
+  when a post's outcome is unknown (a timeout, a dropped connection) the next attempt first
+  looks in the conversation's recent history for that metadata and reports the earlier
+  message instead of posting again.
+- Posts are paced per channel (`pacing.Pacer`); slack_sdk's rate-limit and server-error retry
+  handlers deal with what gets through anyway, and a 429 that outlasts them becomes a
+  `DeliveryError` with Slack's `Retry-After`.
+- Errors that retrying cannot fix (not in the channel, archived, revoked token, missing scope…)
+  are permanent: the outbox row is marked failed, a log line says why, and the configured Slack
+  admins get a direct message saying what to do (when the token still works).
+- Unfurling is always off: a link in an anonymous question must not fetch anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import render
+from adapters.slack.pacing import Pacer
+from bot.chat.message import Action, Message
+from bot.service.ports import DeliveryError, Outgoing
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+METADATA_TYPE = "cohortbot_outbox"
+#: How far back (seconds) an unknown outcome is looked for in the conversation's history.
+LOOKBACK = 15 * 60
+ALERT_EVERY = 3600.0
+CHECKIN_KEYS = ("checkin:", "nudge:")
+#: Failures after which Slack may or may not have posted the message.
+UNKNOWN_OUTCOME = ("timeout", "connection_lost")  # one admin alert per place and error per hour
+
+#: Errors no retry can fix, and what an admin should do about each.
+PERMANENT: dict[str, str] = {
+    "not_in_channel": "I am not a member of that channel: invite me there (/invite @cohortbot).",
+    "channel_not_found": "That channel does not exist or is private and I am not in it: "
+                         "invite me, or link the cohort to another channel.",
+    "is_archived": "That channel is archived: link the cohort to another channel.",
+    "missing_scope": "The app lacks a permission it needs: reinstall it from the current "
+                     "manifest (cohortbot slack-manifest).",
+    "restricted_action": "A workspace policy stops me from posting there.",
+    "restricted_action_read_only_channel": "That channel is read-only for apps.",
+    "restricted_action_thread_only_channel": "That channel only allows replies in threads.",
+    "restricted_action_non_threadable_channel": "That channel does not allow app posts.",
+    "ekm_access_denied": "The workspace's key management denied access.",
+    "user_not_found": "That person is not in this workspace any more.",
+    "user_disabled": "That person's account is deactivated.",
+    "cannot_dm_bot": "That account is a bot.",
+    "msg_too_long": "The message was too long for Slack.",
+    "no_text": "The message was empty.",
+    "invalid_blocks": "Slack refused the message layout.",
+    "invalid_blocks_format": "Slack refused the message layout.",
+    "invalid_metadata_format": "Slack refused the message metadata.",
+    "too_many_attachments": "Slack refused the message attachments.",
+    "channel_is_archived": "That channel is archived: link the cohort to another channel.",
+}
+#: The token itself no longer works: nothing can be sent, not even an alert.
+DEAD_TOKEN = frozenset({"token_revoked", "invalid_auth", "account_inactive", "not_authed",
+                        "token_expired", "no_permission", "org_login_required",
+                        "team_access_not_granted", "not_allowed_token_type"})
+
+
+def with_form_button(out: Outgoing) -> Message:
+    """A check-in (or its nudge) gets a button that opens the check-in form: on Slack the
+    form is how `checkin` is answered, the typed commands still work."""
+    message = out.message
+    if out.direct and out.key.startswith(CHECKIN_KEYS) and \
+            not any(a.command == "checkin" for a in message.actions):
+        message = Message(message.parts, (*message.actions, Action("Check in", "checkin")))
+    return message
+
+
+def _error_of(e: SlackApiError) -> tuple[str, int, float | None]:
+    response = e.response
+    data = response.data if isinstance(response.data, dict) else {}
+    status = int(getattr(response, "status_code", 0) or 0)
+    error = str(data.get("error") or (f"http_{status}" if status else "unknown_error"))
+    retry_after: float | None = None
+    headers = getattr(response, "headers", None) or {}
+    for key, value in dict(headers).items():
+        if key.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                retry_after = float(raw)
+            except (TypeError, ValueError):
+                retry_after = None
+    return error, status, retry_after
+
+
+class SlackMessenger:
+    """Delivers outbox messages to Slack. Bound to a client once the platform starts."""
+
+    platform = PLATFORM
+
+    def __init__(self, pacer: Pacer | None = None) -> None:
+        self.pacer = pacer or Pacer()
+        self._client: AsyncWebClient | None = None
+        self._admins: Callable[[], frozenset[str]] = frozenset
+        self._dm: dict[str, str] = {}
+        self._dm_locks: dict[str, asyncio.Lock] = {}
+        self._unknown: dict[int, tuple[str, float]] = {}  # outbox id → (channel, first try)
+        self._alerted: dict[tuple[str, str], float] = {}
+        self._token_dead = False
+
+    def bind(self, client: AsyncWebClient, admins: Callable[[], frozenset[str]]) -> None:
+        """`admins`: the Slack user ids to alert about messages that cannot be delivered."""
+        self._client = client
+        self._admins = admins
+        self._token_dead = False
+
+    @property
+    def client(self) -> AsyncWebClient:
+        if self._client is None:
+            raise DeliveryError("slack is not connected yet", unreachable=True)
+        return self._client
+
+    # ------------------------------------------------------------------ outbox
+
+    async def send(self, out: Outgoing) -> str:
+        client = self.client
+        place = "a direct message" if out.direct else f"channel {out.target}"
+        try:
+            channel = await self.dm_channel(out.target) if out.direct else out.target
+        except DeliveryError as e:
+            await self._failed(e, out, place)
+            raise
+        earlier = self._unknown.get(out.outbox_id)
+        if earlier is not None:
+            ts = await self._find_posted(channel, out.outbox_id, earlier[1])
+            if ts is not None:
+                self._unknown.pop(out.outbox_id, None)
+                log.info("slack: message %s was posted before (found by its metadata)",
+                         out.key)
+                return ts
+        try:
+            ts = await self.post(channel, with_form_button(out), outbox_id=out.outbox_id,
+                                 client=client)
+        except DeliveryError as e:
+            if e.reason in UNKNOWN_OUTCOME or e.reason.startswith("http_5"):
+                self._unknown.setdefault(out.outbox_id, (channel, time.time()))
+            await self._failed(e, out, place)
+            raise
+        self._unknown.pop(out.outbox_id, None)
+        return ts
+
+    async def _failed(self, e: DeliveryError, out: Outgoing, place: str) -> None:
+        if not e.permanent:
+            return
+        if e.reason in DEAD_TOKEN:
+            self._token_dead = True
+            log.error("slack: the bot token no longer works (%s); message %s cannot be "
+                      "delivered. Reinstall the app or set a new slack.bot_token.",
+                      e.reason, out.key)
+            return
+        log.error("slack: message %s to %s failed for good: %s", out.key, place, e.reason)
+        where = "a direct message to a member" if out.direct else f"<#{out.target}>"
+        what = render.escape(out.key.split(":", 1)[0])
+        await self.alert("dm" if out.direct else out.target, e.reason, (
+            f"I could not deliver a message ({what}) to {where}: "
+            f"{render.escape(PERMANENT.get(e.reason, e.reason))} "
+            "It is marked as failed and will not be retried."))
+
+    # ------------------------------------------------------------------ posting
+
+    async def post(self, channel: str, message: Message | str, *, outbox_id: int | None = None,
+                   client: AsyncWebClient | None = None, prefix: str = "") -> str:
+        """Post to a conversation, paced; returns the ts. Raises DeliveryError.
+
+        A `str` is mrkdwn the adapter wrote itself (never user text)."""
+        client = client or self.client
+        args: dict[str, Any] = (
+            render.payload(message, prefix=prefix) if isinstance(message, Message)
+            else {"text": message, "unfurl_links": False, "unfurl_media": False})
+        if outbox_id is not None:
+            args["metadata"] = {"event_type": METADATA_TYPE,
+                                "event_payload": {"outbox_id": outbox_id}}
+        async with self.pacer.slot(channel):
+            try:
+                resp = await client.chat_postMessage(channel=channel, **args)
+            except SlackApiError as e:
+                error, status, retry_after = _error_of(e)
+                if status == 429 or error == "ratelimited":
+                    wait = retry_after or 1.0
+                    self.pacer.hold(channel, wait)
+                    raise DeliveryError("ratelimited", retry_after=wait) from None
+                if error in PERMANENT or error in DEAD_TOKEN:
+                    raise DeliveryError(error, permanent=True) from None
+                if status >= 500:
+                    raise DeliveryError(f"http_{status}", retry_after=None) from None
+                raise DeliveryError(error) from None
+            except TimeoutError:
+                raise DeliveryError("timeout") from None
+            except aiohttp.ClientConnectorError:
+                raise DeliveryError("unreachable", unreachable=True) from None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                    aiohttp.ClientPayloadError):
+                raise DeliveryError("connection_lost") from None
+            except aiohttp.ClientError:
+                raise DeliveryError("client_error") from None
+        return str(resp.get("ts") or "")
+
+    async def dm_channel(self, user_id: str) -> str:
+        """The bot's direct conversation with `user_id` (opened once, then cached)."""
+        cached = self._dm.get(user_id)
+        if cached is not None:
+            return cached
+        lock = self._dm_locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            if user_id in self._dm:
+                return self._dm[user_id]
+            try:
+                resp = await self.client.conversations_open(users=user_id)
+            except SlackApiError as e:
+                error, status, retry_after = _error_of(e)
+                if status == 429:
+                    raise DeliveryError("ratelimited", retry_after=retry_after or 1.0) from None
+                permanent = error in PERMANENT or error in DEAD_TOKEN
+                raise DeliveryError(error, permanent=permanent) from None
+            except TimeoutError:
+                raise DeliveryError("timeout") from None
+            except aiohttp.ClientConnectorError:
+                raise DeliveryError("unreachable", unreachable=True) from None
+            except aiohttp.ClientError:
+                raise DeliveryError("connection_lost") from None
+            channel = str((resp.get("channel") or {}).get("id") or "")
+            if not channel:
+                raise DeliveryError("no_channel")
+            self._dm[user_id] = channel
+            return channel
+
+    async def send_dm(self, user_id: str, message: Message | str, *, prefix: str = "") -> str:
+        return await self.post(await self.dm_channel(user_id), message, prefix=prefix)
+
+    async def _find_posted(self, channel: str, outbox_id: int, since: float) -> str | None:
+        """The ts of our earlier message for `outbox_id`, if Slack has it."""
+        try:
+            resp = await self.client.conversations_history(
+                channel=channel, oldest=f"{since - 60:.6f}", limit=100,
+                include_all_metadata=True)
+        except (SlackApiError, TimeoutError, aiohttp.ClientError):
+            # Cannot tell: post again would risk a duplicate, so try later.
+            raise DeliveryError("history_unavailable", retry_after=30.0) from None
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == METADATA_TYPE and payload.get("outbox_id") == outbox_id:
+                return str(msg.get("ts"))
+        return None
+
+    # ------------------------------------------------------------------ alerts
+
+    async def alert(self, place: str, error: str, mrkdwn: str) -> None:
+        """Tell the configured Slack admins, at most once an hour per place and error."""
+        if self._token_dead or self._client is None:
+            return
+        now = time.monotonic()
+        key = (place, error)
+        if now - self._alerted.get(key, -ALERT_EVERY) < ALERT_EVERY:
+            return
+        self._alerted[key] = now
+        for admin in sorted(self._admins()):
+            try:
+                await self.send_dm(admin, mrkdwn)
+            except DeliveryError as e:
+                log.warning("slack: could not alert an admin: %s", e.reason)
