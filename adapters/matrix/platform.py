@@ -375,28 +375,47 @@ class MatrixPlatform:
 
     # ------------------------------------------------------------------ outbound
 
+    async def _know_devices(self, room_id: str) -> None:
+        """Fetch the device keys of anyone in an encrypted room whose devices the bot does
+        not know yet (someone just invited), so the room key reaches them with the message."""
+        client = self._client()
+        room = client.rooms.get(room_id)
+        if room is None or not room.encrypted or client.olm is None:
+            return
+        known = {user for user, devices in client.device_store.items() if devices}
+        unknown = set(room.users) - known - {client.user_id}
+        if not unknown:
+            return
+        client.olm.users_for_key_query.update(unknown)
+        try:
+            self.requests += 1
+            await client.keys_query()
+        except LocalProtocolError:
+            pass  # another query took them along already
+
     async def send_content(self, room_id: str, content: dict[str, Any],
                            tx_id: str | None = None) -> str:
         """Send one event, waiting out rate limits for a while; returns its event id."""
         client = self._client()
         if room_id not in client.rooms:
             await self._wait_for_room(room_id)
+        await self._know_devices(room_id)
         waited = 0.0
         while True:
-            async with self._send_lock:
+            async with self._send_lock:  # after a 429, every send waits it out
                 delay = self._not_before - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     waited += delay
-                try:
-                    self.requests += 1
-                    resp = await client.room_send(room_id, "m.room.message", content,
-                                                  tx_id=tx_id, ignore_unverified_devices=True)
-                except (ClientConnectionError, TimeoutError, OSError) as e:
-                    raise DeliveryError(f"homeserver unreachable ({type(e).__name__})",
-                                        unreachable=True) from None
-                except LocalProtocolError as e:
-                    raise DeliveryError(str(e), retry_after=5) from None
+            try:
+                self.requests += 1
+                resp = await client.room_send(room_id, "m.room.message", content,
+                                              tx_id=tx_id, ignore_unverified_devices=True)
+            except (ClientConnectionError, TimeoutError, OSError) as e:
+                raise DeliveryError(f"homeserver unreachable ({type(e).__name__})",
+                                    unreachable=True) from None
+            except LocalProtocolError as e:
+                raise DeliveryError(str(e), retry_after=5) from None
             if isinstance(resp, RoomSendResponse):
                 return str(resp.event_id)
             if _code(resp) == "M_LIMIT_EXCEEDED":

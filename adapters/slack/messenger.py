@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.pacing import Pacer
-from bot.chat.message import Action, Message
+from bot.chat.message import Message
 from bot.service.ports import DeliveryError, Outgoing
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ METADATA_TYPE = "cohortbot_outbox"
 #: How far back (seconds) an unknown outcome is looked for in the conversation's history.
 LOOKBACK = 15 * 60
 ALERT_EVERY = 3600.0
-CHECKIN_KEYS = ("checkin:", "nudge:")
 #: Failures after which Slack may or may not have posted the message.
 UNKNOWN_OUTCOME = ("timeout", "connection_lost")  # one admin alert per place and error per hour
 
@@ -71,16 +70,6 @@ DEAD_TOKEN = frozenset({"token_revoked", "invalid_auth", "account_inactive", "no
                         "team_access_not_granted", "not_allowed_token_type"})
 
 
-def with_form_button(out: Outgoing) -> Message:
-    """A check-in (or its nudge) gets a button that opens the check-in form: on Slack the
-    form is how `checkin` is answered, the typed commands still work."""
-    message = out.message
-    if out.direct and out.key.startswith(CHECKIN_KEYS) and \
-            not any(a.command == "checkin" for a in message.actions):
-        message = Message(message.parts, (*message.actions, Action("Check in", "checkin")))
-    return message
-
-
 def _error_of(e: SlackApiError) -> tuple[str, int, float | None]:
     response = e.response
     data = response.data if isinstance(response.data, dict) else {}
@@ -110,6 +99,7 @@ class SlackMessenger:
         self._dm: dict[str, str] = {}
         self._dm_locks: dict[str, asyncio.Lock] = {}
         self._unknown: dict[int, tuple[str, float]] = {}  # outbox id → (channel, first try)
+        self._not_posted: set[int] = set()  # outbox ids whose last try surely posted nothing
         self._alerted: dict[tuple[str, str], float] = {}
         self._token_dead = False
 
@@ -136,6 +126,10 @@ class SlackMessenger:
             await self._failed(e, out, place)
             raise
         earlier = self._unknown.get(out.outbox_id)
+        if earlier is None and out.attempt > 1 and out.outbox_id not in self._not_posted:
+            # An earlier try whose fate this process does not know (it may have crashed
+            # right after Slack took the message): look before posting again.
+            earlier = (channel, time.time() - LOOKBACK)
         if earlier is not None:
             ts = await self._find_posted(channel, out.outbox_id, earlier[1])
             if ts is not None:
@@ -144,14 +138,16 @@ class SlackMessenger:
                          out.key)
                 return ts
         try:
-            ts = await self.post(channel, with_form_button(out), outbox_id=out.outbox_id,
-                                 client=client)
+            ts = await self.post(channel, out.message, outbox_id=out.outbox_id, client=client)
         except DeliveryError as e:
             if e.reason in UNKNOWN_OUTCOME or e.reason.startswith("http_5"):
                 self._unknown.setdefault(out.outbox_id, (channel, time.time()))
+            else:
+                self._not_posted.add(out.outbox_id)
             await self._failed(e, out, place)
             raise
         self._unknown.pop(out.outbox_id, None)
+        self._not_posted.discard(out.outbox_id)
         return ts
 
     async def _failed(self, e: DeliveryError, out: Outgoing, place: str) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.chat.grammar import Role
-from bot.chat.message import Message, Text
+from bot.chat.message import Action, Message, Text
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
@@ -95,6 +95,13 @@ async def queue_message(
     if user is not None:
         platform, target, direct = user.platform, user.id, True
         dest = f"dm:{user}"
+        if cohort is not None:
+            # A direct message has no cohort of its own: its buttons name it, for members
+            # of several cohorts.
+            message = Message(message.parts, tuple(
+                a if a.command.startswith("--cohort ") else
+                Action(a.label, f"--cohort {cohort.slug} {a.command}")
+                for a in message.actions))
     else:
         place = channel or (cohort.channel if cohort else None)
         if place is None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.chat.message import Action as Button
 from bot.chat.message import Mention, Message, Strong, Text, When, lines
 from bot.chat.phases import phase_message
 from bot.domain import planning as p
@@ -141,7 +142,8 @@ async def checkin(f: Firing, *, nudge: bool = False) -> None:
             f"Answer with {f.cmd('action done|partly|notyet|drop <n> [note]')}; you can change "
             "an answer until the session starts."
         ))
-        await f.to_user(m.user, lines(body))
+        form = Message((), (Button("Check in", "checkin"),))
+        await f.to_user(m.user, lines(body) + form)
 
 
 async def nudge(f: Firing) -> None:

@@ -173,6 +173,9 @@ class Outgoing:
     direct: bool
     message: Message
     late: bool = False
+    #: 1 for the first try; more means an earlier try may have reached the platform without
+    #: the bot learning of it (a crash, a timeout), so the platform may check before sending.
+    attempt: int = 1
 
 
 class Messenger(Protocol):

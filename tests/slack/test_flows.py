@@ -228,7 +228,7 @@ async def test_rotation_reminders_checkin_modal_and_summary(slack_bot: SlackBot)
     assert "<!date^1796738400^" in roles and MENTION.findall(roles)
     dm = slack_bot.fake.messages(str(slack_bot.fake.dm_channel(W.alice)))[-1]
     assert dm["text"].startswith("*Check-in time (Peer A)*")
-    [open_checkin] = [b for b in buttons(dm) if b["value"] == "checkin"]
+    [open_checkin] = [b for b in buttons(dm) if b["value"] == "--cohort peer-a checkin"]
     await slack_bot.post(slack_bot.build.block_actions(
         [{"action_id": open_checkin["action_id"], "block_id": "b",
           "value": open_checkin["value"]}],
