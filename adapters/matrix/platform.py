@@ -343,7 +343,9 @@ class MatrixPlatform:
             if not isinstance(resp, RoomCreateResponse):
                 raise _delivery_error(resp, f"could not open a direct room with {user_id}")
             await self._remember_direct(user_id, resp.room_id)
-            await self._wait_for_room(resp.room_id)
+            # The sync can show a new room before its invite: the room key of the first
+            # message must go to the invitee's devices, so wait until the bot sees them there.
+            await self._wait_for_room(resp.room_id, member=user_id)
             return str(resp.room_id)
 
     async def _remember_direct(self, user_id: str, room_id: str) -> None:
@@ -359,11 +361,17 @@ class MatrixPlatform:
                           headers={"Authorization": f"Bearer {client.access_token}",
                                    "Content-Type": "application/json"})
 
-    async def _wait_for_room(self, room_id: str) -> None:
-        """Until the sync has shown the bot the room (nio sends only into rooms it knows)."""
+    async def _wait_for_room(self, room_id: str, *, member: str | None = None) -> None:
+        """Until the sync has shown the bot the room (nio sends only into rooms it knows),
+        and `member` in it, invited or joined."""
         client = self._client()
         deadline = time.monotonic() + ROOM_WAIT
-        while room_id not in client.rooms:
+
+        def shown() -> bool:
+            room = client.rooms.get(room_id)
+            return room is not None and (member is None or member in room.users)
+
+        while not shown():
             if time.monotonic() > deadline:
                 raise DeliveryError(f"room {room_id} did not appear in the sync", retry_after=5)
             self.ready.clear()
