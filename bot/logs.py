@@ -35,7 +35,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
 
 #: Libraries whose DEBUG output carries SQL parameters or request bodies (user text, user ids).
 NOISY = ("sqlalchemy", "aiosqlite", "psycopg", "apscheduler", "asyncio", "alembic", "nio",
-         "slack_bolt", "slack_sdk", "aiohttp.access")
+         "peewee", "slack_bolt", "slack_sdk", "aiohttp.access")
 
 
 def quiet_libraries() -> None:

@@ -41,6 +41,7 @@ class SqlUnitOfWork:
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
         self._session: AsyncSession | None = None
+        self.schedule_changed = False
 
     @property
     def s(self) -> AsyncSession:
@@ -207,6 +208,7 @@ class SqlUnitOfWork:
         return [ids[(cohort_id, slot)] for cohort_id, slot, _ in rows]
 
     async def insert_notifications(self, rows: Sequence[NewNotification]) -> int:
+        self.schedule_changed = True
         if not rows:
             return 0
         # The hot path of planning: plain tuples at driver level. Going through SQLAlchemy's
@@ -301,6 +303,7 @@ class SqlUnitOfWork:
         return {c.name: getattr(entity, c.name) for c in table.columns if c.name != "id"}
 
     async def add_notification(self, n: Notification) -> bool:
+        self.schedule_changed = True
         # Re-planning revives a voided row and moves a pending one; a fired or dropped row is
         # history and never changes (that is what makes "nothing twice" hold).
         dialect = self._dialect()
@@ -317,6 +320,7 @@ class SqlUnitOfWork:
         return (await self.s.execute(upsert)).first() is not None
 
     async def add_outbox(self, m: OutboxMessage) -> bool:
+        self.schedule_changed = True
         return await self._insert_ignore(t.outbox, self._values(m, t.outbox), "key")
 
     async def claim_notifications(self, now: datetime, limit: int) -> list[Notification]:
@@ -375,6 +379,7 @@ class SqlUnitOfWork:
         return min(found) if found else None
 
     async def void_pending(self, *, session_id: int, kinds: Sequence[str] | None = None) -> int:
+        self.schedule_changed = True
         c = t.notifications.c
         cond = and_(c.session_id == session_id, c.status == PENDING)
         if kinds is not None:

@@ -34,6 +34,7 @@ class Waker:
         self._sweep = sweep_seconds
         self._scheduler: AsyncIOScheduler | None = None
         self._lock = asyncio.Lock()
+        self._again = False  # a change arrived while a wake-up was running
         self._stopping = False
 
     async def start(self) -> None:
@@ -56,8 +57,12 @@ class Waker:
                 self._scheduler = None
 
     def poke(self) -> None:
-        """Something changed: run what is due now and re-arm for the next instant."""
-        if self._scheduler is not None:
+        """Something changed: run what is due now and re-arm for the next instant. A wake-up
+        under way looks again when it is done (it may have read the next instant before the
+        change)."""
+        if self._lock.locked():
+            self._again = True
+        elif self._scheduler is not None:
             self._scheduler.add_job(self.wake, id="wake-now", replace_existing=True,
                                     misfire_grace_time=None)
 
@@ -73,15 +78,16 @@ class Waker:
         if self._stopping:
             return
         async with self._lock:
-            if self._stopping:
-                return
-            try:
-                await self._dispatcher.run_due()
-                nxt = await self._dispatcher.next_due()
-            except Exception:
-                log.exception("dispatch failed; retrying in 5 s")
-                nxt = self._clock.now() + timedelta(seconds=5)
-            self._arm(nxt)
+            self._again = True
+            while self._again and not self._stopping:
+                self._again = False
+                try:
+                    await self._dispatcher.run_due()
+                    nxt = await self._dispatcher.next_due()
+                except Exception:
+                    log.exception("dispatch failed; retrying in 5 s")
+                    nxt = self._clock.now() + timedelta(seconds=5)
+                self._arm(nxt)
 
     def _arm(self, at: datetime | None) -> None:
         if self._scheduler is None:

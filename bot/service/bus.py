@@ -100,6 +100,7 @@ class Bot:
                 ctx = await self._context(uow, inv, parsed)
                 reply = await HANDLERS[type(parsed.command)](ctx, parsed.command)
                 await uow.commit()
+                changed = uow.schedule_changed
         except UserError as e:
             return [error_reply(e.message, e.usage or parsed.spec.usage(word))]
         except Exception:
@@ -108,8 +109,8 @@ class Bot:
             return [error_reply(f"Something went wrong on our side (ref {ref}). Nothing was "
                                 "changed; please try again later.", None)]
         log.debug("handled %r in %.1f ms", parsed.spec.name, (time.perf_counter() - started) * 1e3)
-        if self._on_change is not None:
-            self._on_change()
+        if changed and self._on_change is not None:
+            self._on_change()  # (a command that only reads leaves the scheduler alone)
         public = isinstance(parsed.command, c.CreateCohort | c.LinkCohort) and inv.channel
         return [Reply(message=reply, private=not public, lasting=parsed.spec.lasting)]
 

@@ -58,6 +58,10 @@ class Clock(Protocol):
 class UnitOfWork(Protocol):
     """One transaction. Entities loaded through it are tracked; `commit` saves all changes."""
 
+    #: True once this transaction added, moved or voided a notification or message: the
+    #: scheduler then needs to look at the next due instant again.
+    schedule_changed: bool
+
     async def __aenter__(self) -> UnitOfWork: ...
 
     async def __aexit__(

@@ -1,0 +1,63 @@
+"""When the scheduler looks again: after a change, never after a command that only reads, and
+once more when a change arrives while a wake-up is running."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from bot.scheduling.clock import SimulatedClock
+from bot.scheduling.waker import Waker
+from tests.conftest import START, Harness
+
+
+async def test_only_commands_that_change_the_plan_poke_the_scheduler(harness: Harness) -> None:
+    pokes: list[str] = []
+    await harness.setup_cohort()
+    last = ""
+
+    def poke() -> None:
+        pokes.append(last)
+
+    harness.app.bot._on_change = poke
+    for user, text in [("ana", "next"), ("ana", "schedule 3"), ("ana", "help"),
+                       ("ana", "action list"), ("root", "cohort show"),
+                       ("root", "cohort reminders 2h"), ("fay", "session cancel next"),
+                       ("ana", "frobnicate")]:
+        last = text
+        await harness.replies(user, text)
+    assert pokes == ["cohort reminders 2h", "session cancel next"]
+
+
+class _SlowDispatcher:
+    """A dispatcher whose first `run_due` waits until it is let go."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.release = asyncio.Event()
+        self.running = asyncio.Event()
+
+    async def run_due(self) -> int:
+        self.runs += 1
+        if self.runs == 1:
+            self.running.set()
+            await self.release.wait()
+        return 0
+
+    async def next_due(self) -> datetime | None:
+        return None
+
+
+async def test_a_poke_during_a_wake_up_makes_it_look_again() -> None:
+    dispatcher = _SlowDispatcher()
+    waker = Waker(dispatcher, planner=None, clock=SimulatedClock(START),  # type: ignore[arg-type]
+                  sweep_seconds=60)
+    first = asyncio.create_task(waker.wake())
+    await dispatcher.running.wait()
+    waker.poke()  # e.g. a command planned a message due now, after run_due read the table
+    dispatcher.release.set()
+    await first
+    assert dispatcher.runs == 2
+
+    await waker.wake()  # no change meanwhile: one pass
+    assert dispatcher.runs == 3
