@@ -23,7 +23,7 @@ from bot.service.api import Policy
 from bot.service.bus import Bot
 from bot.service.dispatcher import Dispatcher
 from bot.service.planner import Planner
-from bot.service.ports import Clock, Directory, Messenger, Platform
+from bot.service.ports import Clock, Directory, Messenger, Platform, SlackInstallations
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,12 @@ def build(
                dispatcher=dispatcher, planner=planner, messengers=messengers)
 
 
-def platforms_from(settings: Settings) -> list[Platform]:
-    """The platform adapters enabled in the config (imported only when enabled)."""
+def platforms_from(settings: Settings, installations: SlackInstallations | None = None
+                   ) -> list[Platform]:
+    """The platform adapters enabled in the config (imported only when enabled).
+
+    `installations` keeps Slack OAuth installs; when it is not given, `serve` hands Slack
+    one on the bot's own database."""
     out: list[Platform] = []
     if settings.matrix.enabled:
         from adapters.matrix.platform import MatrixPlatform
@@ -131,7 +135,7 @@ def platforms_from(settings: Settings) -> list[Platform]:
     if settings.slack.enabled:
         from adapters.slack.platform import SlackPlatform
 
-        out.append(SlackPlatform(settings.slack))
+        out.append(SlackPlatform(settings.slack, installations=installations))
     return out
 
 
@@ -144,6 +148,14 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
     app = build(settings, clock=clock,
                 messengers={p.name: p.messenger for p in platforms},
                 directories={p.name: p.directory for p in platforms})
+    if settings.slack.oauth:
+        from bot.db.slack_installations import SqlSlackInstallations
+
+        installations = SqlSlackInstallations(session_factory(app.engine))
+        for platform in platforms:
+            use = getattr(platform, "use_installations", None)
+            if callable(use):
+                use(installations)
     waker = Waker(app.dispatcher, app.planner, app.clock, settings.scheduler.sweep_seconds)
     started: list[Platform] = []
     try:

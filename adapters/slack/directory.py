@@ -3,6 +3,8 @@ workspace, from `users.info`, cached for an hour (the core asks on every command
 
 Lookups fail soft: an unknown person or an unreachable Slack means "no zone" and "not a
 workspace admin" (admins from the config are the core's business and need no lookup).
+With several workspaces, a person is looked up with the token of the workspace they were
+last seen in (`workspaces`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.workspaces import OneWorkspace
 from bot.domain.refs import ChannelRef, UserRef
+from bot.service.ports import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +31,20 @@ MISS_TTL = 60.0  # a failed lookup is retried after a minute, not on every comma
 
 class SlackDirectory:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._client: AsyncWebClient | None = None
+        self._router: Any = None  # OneWorkspace, or anything with the same `client_for`
         self._clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def bind(self, client: AsyncWebClient) -> None:
-        self._client = client
+    def bind(self, client: Any) -> None:
+        """The one bot token's client, or a router that picks each person's workspace."""
+        self._router = OneWorkspace(client) if isinstance(client, AsyncWebClient) else client
 
     def forget(self, user_id: str) -> None:
         self._cache.pop(user_id, None)
 
     async def _user(self, user: UserRef) -> dict[str, Any] | None:
-        if user.platform != "slack" or self._client is None:
+        if user.platform != "slack" or self._router is None:
             return None
         hit = self._cache.get(user.id)
         if hit is not None and hit[0] > self._clock():
@@ -52,12 +57,13 @@ class SlackDirectory:
             return await self._fetch(user.id)
 
     async def _fetch(self, user_id: str) -> dict[str, Any] | None:
-        assert self._client is not None
+        assert self._router is not None
         try:
-            resp = await self._client.users_info(user=user_id)
-        except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
+            client = await self._router.client_for(user_id)
+            resp = await client.users_info(user=user_id)
+        except (SlackApiError, TimeoutError, aiohttp.ClientError, DeliveryError) as e:
             reason = (e.response.get("error") if isinstance(e, SlackApiError)
-                      else type(e).__name__)
+                      else e.reason if isinstance(e, DeliveryError) else type(e).__name__)
             log.warning("slack: users.info failed (%s)", reason)
             self._cache[user_id] = (self._clock() + MISS_TTL, None)
             return None

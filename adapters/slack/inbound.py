@@ -147,3 +147,26 @@ def button_click(payload: JSON, action: JSON, index: int = 0) -> Invocation:
         channel=channel_ref(action_channel(payload)),
         event_id=f"slack:act:{trigger}:{index}" if trigger else None,
     )
+
+
+_MENTIONED = re.compile(r"<@([UW][A-Z0-9]+)")
+
+
+def places(body: JSON) -> set[str]:
+    """The channel, conversation and user ids a request names: the caller, where they are,
+    and the people their command mentions (they are in the caller's workspace). An OAuth
+    install learns from these which workspace's token reaches whom."""
+    out: set[str] = set()
+    raw_event = body.get("event")
+    event: JSON = raw_event if isinstance(raw_event, dict) else {}
+    for value in (body.get("channel_id"), body.get("user_id"), event.get("channel"),
+                  event.get("user"), action_channel(body)):
+        if isinstance(value, str) and value:
+            out.add(value)
+    user = body.get("user")
+    if isinstance(user, dict) and isinstance(user.get("id"), str):
+        out.add(user["id"])
+    for text in (body.get("text"), event.get("text")):
+        if isinstance(text, str):
+            out.update(_MENTIONED.findall(text))
+    return {p for p in out if p[:1] in ("C", "G", "D", "U", "W")}

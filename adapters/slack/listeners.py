@@ -20,14 +20,16 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import inbound, render, views
+from adapters.slack.messenger import Router
 from adapters.slack.replies import Replier, Where
 from bot.chat.message import Message, lines
 from bot.domain.refs import UserRef
 from bot.service.api import Core, Invocation
+from bot.service.ports import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +132,17 @@ class Background:
 
 
 class Listeners:
-    def __init__(self, core: Core, replier: Replier, client: AsyncWebClient,
-                 background: Background) -> None:
+    def __init__(self, core: Core, replier: Replier, clients: Router,
+                 background: Background,
+                 revoked: Callable[[JSON, AsyncBoltContext], Awaitable[None]] | None = None
+                 ) -> None:
+        """`clients`: which token reaches a person. `revoked`: what to do when a workspace
+        uninstalls the app or revokes its tokens (OAuth installs only)."""
         self.core = core
         self.replier = replier
-        self.client = client
+        self.clients = clients
         self.tasks = background
+        self.revoked = revoked
         self.word = core.policy.command_word
         self.prefix = core.policy.prefix_for(inbound.PLATFORM)
 
@@ -171,10 +178,14 @@ class Listeners:
         if not trigger_id:
             return False
         try:
-            await self.client.views_open(trigger_id=trigger_id, view=view)
+            client = await self.clients.client_for(where.user)
+            await client.views_open(trigger_id=trigger_id, view=view)
             return True
         except SlackApiError as e:
             log.warning("slack: could not open a form (%s)", e.response.get("error"))
+            return False
+        except DeliveryError as e:
+            log.warning("slack: could not open a form (%s)", e.reason)
             return False
 
     async def _open_or_explain(self, trigger: str | None, view: JSON, where: Where,
@@ -343,9 +354,13 @@ class Listeners:
             sections.append((heading, lines([r.message for r in replies])))
         items = await self.core.checkin_items(user)
         view = views.home(sections, has_actions=bool(items), prefix=self.prefix)
-        await self.client.views_publish(user_id=user.id, view=view)
+        client = await self.clients.client_for(user.id)
+        await client.views_publish(user_id=user.id, view=view)
 
-    async def on_uninstalled(self, event: JSON) -> None:
+    async def on_uninstalled(self, event: JSON, context: AsyncBoltContext) -> None:
+        if self.revoked is not None:
+            await self.revoked(event, context)
+            return
         log.error("slack: the app was uninstalled or its tokens revoked (%s); nothing can be "
                   "sent until it is installed again", event.get("type"))
 

@@ -25,8 +25,8 @@ BOT_SCOPES: dict[str, str] = {
 BOT_EVENTS: dict[str, str] = {
     "app_home_opened": "show the App Home: your next session, your role, your actions",
     "message.im": "commands sent to the bot in a direct message",
-    "app_uninstalled": "log that nothing can be sent any more",
-    "tokens_revoked": "log that nothing can be sent any more",
+    "app_uninstalled": "log it; with OAuth installs, delete the workspace's installation",
+    "tokens_revoked": "log it; with OAuth installs, delete the workspace's installation",
 }
 
 

@@ -11,6 +11,8 @@
   are permanent: the outbox row is marked failed, a log line says why, and the configured Slack
   admins get a direct message saying what to do (when the token still works).
 - Unfurling is always off: a link in an anonymous question must not fetch anything.
+- Which token sends is the router's business (`workspaces`): the one bot token, or the
+  installation of the workspace the target belongs to.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -27,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.pacing import Pacer
+from adapters.slack.workspaces import NOT_INSTALLED, OneWorkspace
 from bot.chat.message import Message
 from bot.service.ports import DeliveryError, Outgoing
 
@@ -63,6 +66,8 @@ PERMANENT: dict[str, str] = {
     "invalid_metadata_format": "Slack refused the message metadata.",
     "too_many_attachments": "Slack refused the message attachments.",
     "channel_is_archived": "That channel is archived: link the cohort to another channel.",
+    NOT_INSTALLED: "The app is not installed in that place's workspace (any more): install "
+                   "it there again, then run a command there.",
 }
 #: The token itself no longer works: nothing can be sent, not even an alert.
 DEAD_TOKEN = frozenset({"token_revoked", "invalid_auth", "account_inactive", "not_authed",
@@ -87,6 +92,13 @@ def _error_of(e: SlackApiError) -> tuple[str, int, float | None]:
     return error, status, retry_after
 
 
+class Router(Protocol):
+    async def client_for(self, place: str | None) -> AsyncWebClient:
+        """The client whose token reaches `place` (a channel, conversation or user id).
+        Raises DeliveryError when no token does."""
+        ...
+
+
 class SlackMessenger:
     """Delivers outbox messages to Slack. Bound to a client once the platform starts."""
 
@@ -94,36 +106,39 @@ class SlackMessenger:
 
     def __init__(self, pacer: Pacer | None = None) -> None:
         self.pacer = pacer or Pacer()
-        self._client: AsyncWebClient | None = None
+        self._router: Router | None = None
         self._admins: Callable[[], frozenset[str]] = frozenset
         self._dm: dict[str, str] = {}
         self._dm_locks: dict[str, asyncio.Lock] = {}
         self._unknown: dict[int, tuple[str, float]] = {}  # outbox id → (channel, first try)
         self._not_posted: set[int] = set()  # outbox ids whose last try surely posted nothing
         self._alerted: dict[tuple[str, str], float] = {}
-        self._token_dead = False
+        self._dead_tokens: set[str] = set()  # in memory only, never logged
 
-    def bind(self, client: AsyncWebClient, admins: Callable[[], frozenset[str]]) -> None:
-        """`admins`: the Slack user ids to alert about messages that cannot be delivered."""
-        self._client = client
+    def bind(self, client: AsyncWebClient | Router,
+             admins: Callable[[], frozenset[str]]) -> None:
+        """`client`: the one bot token's client, or a router that picks the workspace's.
+        `admins`: the Slack user ids to alert about messages that cannot be delivered."""
+        self._router = OneWorkspace(client) if isinstance(client, AsyncWebClient) else client
         self._admins = admins
-        self._token_dead = False
+        self._dead_tokens.clear()
 
-    @property
-    def client(self) -> AsyncWebClient:
-        if self._client is None:
+    async def client_for(self, place: str | None) -> AsyncWebClient:
+        if self._router is None:
             raise DeliveryError("slack is not connected yet", unreachable=True)
-        return self._client
+        return await self._router.client_for(place)
 
     # ------------------------------------------------------------------ outbox
 
     async def send(self, out: Outgoing) -> str:
-        client = self.client
         place = "a direct message" if out.direct else f"channel {out.target}"
+        client: AsyncWebClient | None = None
         try:
-            channel = await self.dm_channel(out.target) if out.direct else out.target
+            client = await self.client_for(out.target)
+            channel = (await self.dm_channel(out.target, client=client) if out.direct
+                       else out.target)
         except DeliveryError as e:
-            await self._failed(e, out, place)
+            await self._failed(e, out, place, client)
             raise
         earlier = self._unknown.get(out.outbox_id)
         if earlier is None and out.attempt > 1 and out.outbox_id not in self._not_posted:
@@ -131,7 +146,7 @@ class SlackMessenger:
             # right after Slack took the message): look before posting again.
             earlier = (channel, time.time() - LOOKBACK)
         if earlier is not None:
-            ts = await self._find_posted(channel, out.outbox_id, earlier[1])
+            ts = await self._find_posted(channel, out.outbox_id, earlier[1], client)
             if ts is not None:
                 self._unknown.pop(out.outbox_id, None)
                 log.info("slack: message %s was posted before (found by its metadata)",
@@ -144,17 +159,19 @@ class SlackMessenger:
                 self._unknown.setdefault(out.outbox_id, (channel, time.time()))
             else:
                 self._not_posted.add(out.outbox_id)
-            await self._failed(e, out, place)
+            await self._failed(e, out, place, client)
             raise
         self._unknown.pop(out.outbox_id, None)
         self._not_posted.discard(out.outbox_id)
         return ts
 
-    async def _failed(self, e: DeliveryError, out: Outgoing, place: str) -> None:
+    async def _failed(self, e: DeliveryError, out: Outgoing, place: str,
+                      client: AsyncWebClient | None) -> None:
         if not e.permanent:
             return
         if e.reason in DEAD_TOKEN:
-            self._token_dead = True
+            if client is not None and client.token:
+                self._dead_tokens.add(client.token)
             log.error("slack: the bot token no longer works (%s); message %s cannot be "
                       "delivered. Reinstall the app or set a new slack.bot_token.",
                       e.reason, out.key)
@@ -162,10 +179,12 @@ class SlackMessenger:
         log.error("slack: message %s to %s failed for good: %s", out.key, place, e.reason)
         where = "a direct message to a member" if out.direct else f"<#{out.target}>"
         what = render.escape(out.key.split(":", 1)[0])
+        if client is None:
+            return  # no workspace to tell it in
         await self.alert("dm" if out.direct else out.target, e.reason, (
             f"I could not deliver a message ({what}) to {where}: "
             f"{render.escape(PERMANENT.get(e.reason, e.reason))} "
-            "It is marked as failed and will not be retried."))
+            "It is marked as failed and will not be retried."), client=client)
 
     # ------------------------------------------------------------------ posting
 
@@ -174,7 +193,7 @@ class SlackMessenger:
         """Post to a conversation, paced; returns the ts. Raises DeliveryError.
 
         A `str` is mrkdwn the adapter wrote itself (never user text)."""
-        client = client or self.client
+        client = client or await self.client_for(channel)
         args: dict[str, Any] = (
             render.payload(message, prefix=prefix) if isinstance(message, Message)
             else {"text": message, "unfurl_links": False, "unfurl_media": False})
@@ -206,7 +225,7 @@ class SlackMessenger:
                 raise DeliveryError("client_error") from None
         return str(resp.get("ts") or "")
 
-    async def dm_channel(self, user_id: str) -> str:
+    async def dm_channel(self, user_id: str, *, client: AsyncWebClient | None = None) -> str:
         """The bot's direct conversation with `user_id` (opened once, then cached)."""
         cached = self._dm.get(user_id)
         if cached is not None:
@@ -216,7 +235,8 @@ class SlackMessenger:
             if user_id in self._dm:
                 return self._dm[user_id]
             try:
-                resp = await self.client.conversations_open(users=user_id)
+                client = client or await self.client_for(user_id)
+                resp = await client.conversations_open(users=user_id)
             except SlackApiError as e:
                 error, status, retry_after = _error_of(e)
                 if status == 429:
@@ -235,13 +255,17 @@ class SlackMessenger:
             self._dm[user_id] = channel
             return channel
 
-    async def send_dm(self, user_id: str, message: Message | str, *, prefix: str = "") -> str:
-        return await self.post(await self.dm_channel(user_id), message, prefix=prefix)
+    async def send_dm(self, user_id: str, message: Message | str, *, prefix: str = "",
+                      client: AsyncWebClient | None = None) -> str:
+        client = client or await self.client_for(user_id)
+        return await self.post(await self.dm_channel(user_id, client=client), message,
+                               prefix=prefix, client=client)
 
-    async def _find_posted(self, channel: str, outbox_id: int, since: float) -> str | None:
+    async def _find_posted(self, channel: str, outbox_id: int, since: float,
+                           client: AsyncWebClient) -> str | None:
         """The ts of our earlier message for `outbox_id`, if Slack has it."""
         try:
-            resp = await self.client.conversations_history(
+            resp = await client.conversations_history(
                 channel=channel, oldest=f"{since - 60:.6f}", limit=100,
                 include_all_metadata=True)
         except (SlackApiError, TimeoutError, aiohttp.ClientError):
@@ -256,9 +280,11 @@ class SlackMessenger:
 
     # ------------------------------------------------------------------ alerts
 
-    async def alert(self, place: str, error: str, mrkdwn: str) -> None:
-        """Tell the configured Slack admins, at most once an hour per place and error."""
-        if self._token_dead or self._client is None:
+    async def alert(self, place: str, error: str, mrkdwn: str, *,
+                    client: AsyncWebClient) -> None:
+        """Tell the configured Slack admins of the workspace `client` speaks for, at most once
+        an hour per place and error."""
+        if self._router is None or client.token in self._dead_tokens:
             return
         now = time.monotonic()
         key = (place, error)
@@ -267,6 +293,8 @@ class SlackMessenger:
         self._alerted[key] = now
         for admin in sorted(self._admins()):
             try:
-                await self.send_dm(admin, mrkdwn)
+                if (await self.client_for(admin)).token != client.token:
+                    continue  # an admin in another workspace: the place means nothing there
+                await self.send_dm(admin, mrkdwn, client=client)
             except DeliveryError as e:
                 log.warning("slack: could not alert an admin: %s", e.reason)

@@ -8,12 +8,21 @@ seconds at most) and closes the HTTP session.
 Every Web API client points at `slack.api_base_url` when it is set. The token sits on the
 client (Bolt ignores an app-level token when a client is given). Bolt's request verification
 (signature and the 5-minute timestamp window) stays on in HTTP mode.
+
+With `slack.bot_token` set, that token serves everything (one workspace). Without it and with
+`client_id` / `client_secret`, the app is installed through OAuth: `/slack/install` and
+`/slack/oauth_redirect` are served over HTTP (in Socket Mode too, for those two paths only),
+installs are kept through the `SlackInstallations` port the composition root hands over,
+Bolt authorizes each request with its workspace's token, and `workspaces.ManyWorkspaces`
+picks the token for outbox messages. Uninstalling, or revoking the bot token, deletes the
+workspace's installation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any
 
 import aiohttp
@@ -21,26 +30,43 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.oauth.state_store.stateless import StatelessOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack import inbound
 from adapters.slack.directory import SlackDirectory
 from adapters.slack.listeners import Background, Gate, Listeners
-from adapters.slack.messenger import SlackMessenger
+from adapters.slack.manifest import BOT_SCOPES
+from adapters.slack.messenger import Router, SlackMessenger
 from adapters.slack.replies import Replier
+from adapters.slack.workspaces import (
+    BoltInstallationStore,
+    ManyWorkspaces,
+    OneWorkspace,
+    install_key,
+)
 from bot.config import SlackSettings
 from bot.service.api import Core
+from bot.service.ports import SlackInstallations
 
 log = logging.getLogger(__name__)
 
 SLACK_API = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+STATE_SECONDS = 600  # how long an OAuth `state` (one install attempt) stays valid
 FIRST_PAUSE = 1.0
 MAX_PAUSE = 300.0
 DRAIN_SECONDS = 5.0
@@ -65,8 +91,11 @@ def retry_handlers(*, rate_limit_retries: int = 2) -> list[AsyncRetryHandler]:
 class SlackPlatform:
     name = "slack"
 
-    def __init__(self, settings: SlackSettings) -> None:
+    def __init__(self, settings: SlackSettings, *,
+                 installations: SlackInstallations | None = None) -> None:
         self.settings = settings
+        self.installations = installations
+        self.workspaces: ManyWorkspaces | None = None
         self.messenger = SlackMessenger()
         self.directory = SlackDirectory()
         self.background = Background()
@@ -77,6 +106,8 @@ class SlackPlatform:
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._oauth_server: asyncio.Task[None] | None = None
+        self._bolt_store: BoltInstallationStore
         self._core: Core | None = None
         self.port: int | None = None
 
@@ -98,6 +129,16 @@ class SlackPlatform:
             logger=logging.getLogger("adapters.slack.sdk"),
             retry_handlers=retry_handlers(rate_limit_retries=rate_limit_retries))
 
+    def use_installations(self, installations: SlackInstallations) -> None:
+        """Where OAuth installs are kept (the composition root's database)."""
+        if self.installations is None:
+            self.installations = installations
+
+    @property
+    def oauth(self) -> bool:
+        """Installed through OAuth (no single bot token)."""
+        return self._secret("bot_token") is None and self.settings.oauth
+
     def build_app(self, core: Core) -> AsyncApp:
         """The Bolt app with every listener, its clients aimed at `api_base_url`."""
         for name in SDK_LOGGERS:
@@ -105,21 +146,89 @@ class SlackPlatform:
                                                  logging.getLogger(name).level))
         token = self._secret("bot_token")
         client = self.web_client(token)
-        self.messenger.bind(client, lambda: frozenset(
-            a.id for a in core.policy.admins if a.platform == "slack"))
-        self.directory.bind(self.web_client(token, rate_limit_retries=1,
-                                            session=self._quick_session))
+        admins = lambda: frozenset(  # noqa: E731 - read at each alert: the policy may change
+            a.id for a in core.policy.admins if a.platform == "slack")
+        options: dict[str, Any] = {}
+        clients: Router
+        if self.oauth:
+            assert self.installations is not None
+            workspaces = ManyWorkspaces(self.installations, self.web_client)
+            self.workspaces = clients = workspaces
+            self.messenger.bind(workspaces, admins)
+            self.directory.bind(workspaces.sibling(lambda t: self.web_client(
+                t, rate_limit_retries=1, session=self._quick_session)))
+            options = self._oauth_options(client, workspaces)
+        else:
+            clients = OneWorkspace(client)
+            self.messenger.bind(client, admins)
+            self.directory.bind(self.web_client(token, rate_limit_retries=1,
+                                                session=self._quick_session))
         app = AsyncApp(
             client=client, signing_secret=self._secret("signing_secret") or "",
             process_before_response=True, request_verification_enabled=True,
-            logger=logging.getLogger("adapters.slack.sdk"), name="cohortbot",
+            logger=logging.getLogger("adapters.slack.sdk"), name="cohortbot", **options,
         )
         hint = (f"I am not a member of this channel yet, so I cannot post reminders here: "
                 f"invite me with /invite @{core.policy.command_word}bot (or the app's name).")
         replier = Replier(self.messenger, self._session, invite_hint=hint)
-        self.listeners = Listeners(core, replier, client, self.background)
+        self.listeners = Listeners(core, replier, clients, self.background,
+                                   revoked=self._revoked if self.oauth else None)
+        if self.oauth:
+            app.middleware(self._learn_places)
         self.listeners.register(app)
         return app
+
+    def _oauth_options(self, client: AsyncWebClient, workspaces: ManyWorkspaces
+                       ) -> dict[str, Any]:
+        """Bolt's OAuth flow and per-workspace authorization over the installation port."""
+        client_id, client_secret = self._secret("client_id"), self._secret("client_secret")
+        assert client_id is not None and client_secret is not None
+        store = BoltInstallationStore(workspaces.store, on_delete=workspaces.forget)
+        self._bolt_store = store
+        # Signed, self-contained states: any instance can check them, none stores them. The
+        # state cookie Bolt sets ties each one to the browser that began the install.
+        state_secret = self._secret("state_secret") or secrets.token_urlsafe(32)
+        settings = AsyncOAuthSettings(
+            client_id=client_id, client_secret=client_secret, scopes=list(BOT_SCOPES),
+            user_scopes=[], install_path=INSTALL_PATH, redirect_uri_path=REDIRECT_PATH,
+            installation_store=store, installation_store_bot_only=True,
+            state_store=StatelessOAuthStateStore(expiration_seconds=STATE_SECONDS,
+                                                 signing_secret=state_secret),
+            state_expiration_seconds=STATE_SECONDS,
+            logger=logging.getLogger("adapters.slack.sdk"))
+        # Bot-only lookups, and auth.test once per token rather than on every request.
+        authorize = AsyncInstallationStoreAuthorize(
+            installation_store=store, client_id=client_id, client_secret=client_secret,
+            bot_only=True, cache_enabled=True, client=client,
+            logger=logging.getLogger("adapters.slack.sdk"))
+        return {"oauth_settings": settings, "installation_store": store,
+                "installation_store_bot_only": True, "authorize": authorize}
+
+    async def _learn_places(self, context: AsyncBoltContext, body: dict[str, Any],
+                            next: Any) -> BoltResponse:
+        """Middleware (OAuth only, after authorization): note which workspace the places a
+        request names are in, so that later messages to them use its token."""
+        assert self.workspaces is not None
+        key = install_key(context)
+        if key != (None, None):
+            new = self.workspaces.learn(key, inbound.places(body))
+            if new:
+                self.background.spawn(self.workspaces.remember(key, new),
+                                      what="workspace map")
+        response: BoltResponse = await next()
+        return response
+
+    async def _revoked(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        """`app_uninstalled`, or `tokens_revoked`: the workspace's installation goes."""
+        enterprise_id, team_id = install_key(context)
+        where = team_id or enterprise_id
+        kind = event.get("type")
+        if kind == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
+            log.info("slack: user tokens were revoked in workspace %s; the bot stays", where)
+            return
+        await self._bolt_store.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
+        log.warning("slack: %s in workspace %s: its installation is deleted, and nothing is "
+                    "sent there until the app is installed again", kind, where)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -129,20 +238,29 @@ class SlackPlatform:
         # Profile lookups run inside a command: they give up sooner.
         self._quick_session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=QUICK_TIMEOUT))
-        if self._secret("bot_token") is None:
-            log.error("slack: OAuth installs without a bot token are not supported yet; set "
-                      "slack.bot_token. Slack is not started.")
+        if self._secret("bot_token") is None and self.installations is None:
+            log.error("slack: OAuth installs need a place to keep them, and none was given; "
+                      "set slack.bot_token or run the bot with `cohortbot run`. Slack is not "
+                      "started.")
             return
+        if self._secret("bot_token") is not None and self.settings.oauth:
+            log.warning("slack: slack.bot_token is set, so it serves one workspace and "
+                        "slack.client_id / client_secret are not used")
         self.app = self.build_app(core)
+        loop = asyncio.get_running_loop()
         if self.settings.mode == "http":
-            self._connector = asyncio.get_running_loop().create_task(self._serve_http())
+            self._connector = loop.create_task(self._serve_http())
         else:
-            self._connector = asyncio.get_running_loop().create_task(self._connect_socket())
+            if self.oauth:  # the install pages still need HTTP
+                self._oauth_server = loop.create_task(self._serve_http())
+            self._connector = loop.create_task(self._connect_socket())
 
     async def stop(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
-            await asyncio.gather(self._connector, return_exceptions=True)
+        for task in (self._connector, self._oauth_server):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._connector = self._oauth_server = None
         if self._socket is not None:
             try:
                 await _close(self._socket)
@@ -161,8 +279,12 @@ class SlackPlatform:
 
     async def _serve_http(self) -> None:
         web_app = web.Application()
-        web_app.add_routes([web.post(EVENTS_PATH, self._events),
-                            web.get(HEALTH_PATH, self._health)])
+        routes = [web.get(HEALTH_PATH, self._health)]
+        if self.settings.mode == "http":
+            routes.append(web.post(EVENTS_PATH, self._events))
+        if self.oauth:
+            routes += [web.get(INSTALL_PATH, self._install), web.get(REDIRECT_PATH, self._install)]
+        web_app.add_routes(routes)
         runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         self._runner = runner
@@ -180,7 +302,7 @@ class SlackPlatform:
         addresses = runner.addresses
         self.port = int(addresses[0][1]) if addresses else self.settings.http_port
         log.info("slack: listening for HTTP requests on %s:%s%s", self.settings.http_host,
-                 self.port, EVENTS_PATH)
+                 self.port, EVENTS_PATH if self.settings.mode == "http" else INSTALL_PATH)
 
     async def _events(self, request: web.Request) -> web.Response:
         assert self.app is not None
@@ -192,6 +314,18 @@ class SlackPlatform:
             return await to_aiohttp_response(response)
         finally:
             gate.leave()
+
+    async def _install(self, request: web.Request) -> web.Response:
+        """`/slack/install` (the install page, a new state) and `/slack/oauth_redirect`
+        (Slack sends the installer back with a code: exchange it, keep the install)."""
+        assert self.app is not None and self.app.oauth_flow is not None
+        flow = self.app.oauth_flow
+        bolt_request = await to_bolt_request(request)
+        if request.path == INSTALL_PATH:
+            response = await flow.handle_installation(bolt_request)
+        else:
+            response = await flow.handle_callback(bolt_request)
+        return await to_aiohttp_response(response)
 
     async def _health(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = {"ok": True, "platform": "slack", "mode": self.settings.mode,

@@ -75,7 +75,8 @@ class Replier:
             return
         if where.in_channel:
             try:
-                await self._messenger.client.chat_postEphemeral(
+                client = await self._messenger.client_for(where.in_channel)
+                await client.chat_postEphemeral(
                     channel=where.in_channel, user=where.user, **body)
                 return
             except (SlackApiError, TimeoutError, aiohttp.ClientError, DeliveryError) as e:

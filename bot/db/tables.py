@@ -253,6 +253,29 @@ seen_events = Table(
     Column("seen_at", UTCDateTime, nullable=False, index=True),
 )
 
+# Slack OAuth installs, one per workspace (or Enterprise Grid organisation). An absent
+# enterprise or team id is stored as "" so that the pair can be the primary key.
+slack_installations = Table(
+    "slack_installations", metadata,
+    Column("enterprise_id", String(32), primary_key=True),
+    Column("team_id", String(32), primary_key=True),
+    Column("bot_token", Text, nullable=False),  # a secret: never logged
+    Column("bot_user_id", String(32), nullable=False),
+    Column("bot_id", String(32), nullable=False),
+    Column("installer_user_id", String(32), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("installed_at", UTCDateTime, nullable=False),
+)
+
+# Which workspace a Slack channel, conversation or person was last seen in: a message in the
+# outbox names only its target, and the adapter needs that workspace's bot token to send it.
+slack_places = Table(
+    "slack_places", metadata,
+    Column("place_id", String(255), primary_key=True),
+    Column("enterprise_id", String(32), nullable=False),
+    Column("team_id", String(32), nullable=False),
+)
+
 MAPPING: dict[type[Any], Table] = {
     m.Cohort: cohorts,
     m.Member: members,

@@ -7,7 +7,7 @@ fakes or with the real SQLAlchemy unit of work.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -219,6 +219,49 @@ class Platform(Protocol):
     async def start(self, core: Core) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlackInstallation:
+    """The app installed in one Slack workspace (or, with no `team_id`, a whole Enterprise
+    Grid organisation) through OAuth. `bot_token` is a secret: it is kept out of `repr`, and
+    must never be logged."""
+
+    enterprise_id: str | None
+    team_id: str | None
+    bot_token: str = field(repr=False)
+    bot_user_id: str
+    bot_id: str
+    installer_user_id: str
+    scopes: tuple[str, ...]
+    installed_at: datetime
+
+
+class SlackInstallations(Protocol):
+    """Where the Slack installations live (one per workspace or organisation), and which
+    workspace each channel and person the bot has met belongs to: a reminder names only its
+    channel or person, and the adapter must pick that workspace's bot token to send it."""
+
+    async def save(self, installation: SlackInstallation) -> None:
+        """Insert, or replace the workspace's earlier installation."""
+        ...
+
+    async def find(self, *, enterprise_id: str | None, team_id: str | None
+                   ) -> SlackInstallation | None: ...
+
+    async def delete(self, *, enterprise_id: str | None, team_id: str | None) -> bool:
+        """Remove the workspace's installation; True if there was one. What is known of
+        its places stays: a reinstall finds them again."""
+        ...
+
+    async def remember(self, place_ids: Sequence[str], *, enterprise_id: str | None,
+                       team_id: str | None) -> None:
+        """Record that these channel, conversation or user ids belong to that workspace."""
+        ...
+
+    async def find_for_place(self, place_id: str) -> SlackInstallation | None:
+        """The installation of the workspace `place_id` was last seen in, if it has one."""
+        ...
 
 
 class NullDirectory:

@@ -188,6 +188,7 @@ class Token:
     scopes: set[str]
     revoked: bool = False
     inactive: bool = False
+    team_id: str | None = None  # None: the fake's own workspace
 
 
 @dataclass

@@ -97,7 +97,13 @@ class SlackRequestBuilder:
         self.response_url_base = response_url_base
 
     @classmethod
-    def for_fake(cls, fake: FakeSlack) -> SlackRequestBuilder:
+    def for_fake(cls, fake: FakeSlack, team_id: str | None = None) -> SlackRequestBuilder:
+        """Requests from the fake's workspace, or from another one it knows (`add_team`)."""
+        if team_id is not None and team_id != fake.team_id:
+            _, domain = fake.teams[team_id]
+            return cls(fake.signing_secret, team_id=team_id, team_domain=domain,
+                       api_app_id=fake.app_id, verification_token=fake.verification_token,
+                       fake=fake)
         try:
             bot = fake.bot_user_id
         except LookupError:

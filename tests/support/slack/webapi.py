@@ -190,6 +190,7 @@ METHODS: dict[str, _Method] = {
     "views.publish": _Method("views_publish"),
     "apps.connections.open": _Method("apps_connections_open", token_kinds=("app",),
                                      scope="connections:write"),
+    "oauth.v2.access": _Method("oauth_v2_access", token_kinds=()),
 }
 
 
@@ -284,6 +285,10 @@ class FakeSlack:
         self._ephemerals: list[JSON] = []
         self._response_posts: list[ResponseUrlPost] = []
         self._post_order: list[tuple[str, str]] = []  # (channel, ts) of app-posted messages
+        # OAuth: the app's credentials, other workspaces, and codes waiting to be exchanged.
+        self.oauth_client: tuple[str, str] | None = None
+        self.teams: dict[str, tuple[str, str]] = {team_id: (team_name, team_domain)}
+        self._oauth_codes: dict[str, JSON] = {}
 
         self.add_user("USLACKBOT", "slackbot", real_name="Slackbot", tz="America/Los_Angeles")
 
@@ -409,9 +414,10 @@ class FakeSlack:
             raise RuntimeError("FakeSlack is not running")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def requests(self) -> SlackRequestBuilder:
-        """A builder for signed Slack → app requests whose handles this fake honours."""
-        return SlackRequestBuilder.for_fake(self)
+    def requests(self, team_id: str | None = None) -> SlackRequestBuilder:
+        """A builder for signed Slack → app requests whose handles this fake honours (from
+        another workspace added with `add_team`, if `team_id` is given)."""
+        return SlackRequestBuilder.for_fake(self, team_id=team_id)
 
     def web_client(self, token: str | None = "xoxb-test", **kwargs: Any) -> Any:
         """An ``AsyncWebClient`` aimed at this fake (create it inside a running loop)."""
@@ -465,6 +471,41 @@ class FakeSlack:
 
     def add_app_token(self, token: str = "xapp-test") -> None:
         self.add_token(token, kind="app")
+
+    # ------------------------------------------------------------------ OAuth installs
+
+    def add_team(self, team_id: str, name: str, domain: str) -> None:
+        """Another workspace. Users and channels share one id space in the fake; what
+        tells workspaces apart is the bot token (`auth.test` answers its team)."""
+        with self._lock:
+            self.teams[team_id] = (name, domain)
+
+    def set_oauth_client(self, client_id: str, client_secret: str) -> None:
+        """The app's OAuth credentials, which `oauth.v2.access` checks."""
+        with self._lock:
+            self.oauth_client = (client_id, client_secret)
+
+    def authorize(self, *, team_id: str, installer: str, bot_user_id: str, bot_id: str,
+                  bot_name: str = "cohortbot",
+                  scopes: set[str] | frozenset[str] = DEFAULT_BOT_SCOPES) -> str:
+        """What Slack does when `installer` clicks *Allow* on the authorize page: the bot
+        user joins the workspace, and a one-time code for `oauth.v2.access` is returned.
+        The bot token is created when the code is exchanged."""
+        with self._lock:
+            if bot_user_id not in self.users:
+                self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True)
+                user = self.users[bot_user_id]
+                user.bot_id, user.app_id, user.is_app_user = bot_id, self.app_id, False
+            code = f"{next(self._ids)}.{secrets.token_hex(12)}"
+            self._oauth_codes[code] = {"team_id": team_id, "installer": installer,
+                                       "bot_user_id": bot_user_id, "scopes": set(scopes)}
+            return code
+
+    def bot_tokens(self, team_id: str) -> list[str]:
+        """The bot tokens issued for a workspace (the fake's own: those with no team)."""
+        with self._lock:
+            return [t.value for t in self.tokens.values() if t.kind == "bot"
+                    and (t.team_id or self.team_id) == team_id]
 
     @property
     def bot_user_id(self) -> str:
@@ -885,9 +926,17 @@ class FakeSlack:
         warnings: list[str] = []
         json_body = False
         header_token = None
+        basic: tuple[str, str] | None = None
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
             header_token = auth[7:].strip() or None
+        elif auth.lower().startswith("basic "):
+            try:
+                pair = base64.b64decode(auth[6:].strip()).decode()
+            except ValueError:
+                raise SlackError("invalid_auth") from None
+            client_id, _, client_secret = pair.partition(":")
+            basic = (client_id, client_secret)
         if request.method == "POST" and request.body_exists:
             ctype = request.content_type
             raw_ctype = request.headers.get("Content-Type", "")
@@ -914,6 +963,9 @@ class FakeSlack:
                         params[key] = value
             elif ctype != "text/plain":
                 raise SlackError("invalid_post_type")
+        if basic is not None:  # oauth.v2.access: the app's credentials as HTTP basic auth
+            params.setdefault("client_id", basic[0])
+            params.setdefault("client_secret", basic[1])
         token = header_token
         body_token = params.pop("token", None)
         if token is None and body_token:
@@ -1140,14 +1192,40 @@ class FakeSlack:
     def _m_auth_test(self, ctx: _Ctx) -> JSON:
         assert ctx.token is not None
         user = self.users.get(ctx.actor)
+        team_id = ctx.token.team_id or self.team_id
+        team_name, team_domain = self.teams.get(team_id, (self.team_name, self.team_domain))
         out: JSON = {
-            "url": f"https://{self.team_domain}.slack.com/", "team": self.team_name,
-            "user": user.name if user else "", "team_id": self.team_id, "user_id": ctx.actor,
+            "url": f"https://{team_domain}.slack.com/", "team": team_name,
+            "user": user.name if user else "", "team_id": team_id, "user_id": ctx.actor,
         }
         if ctx.token.kind == "bot" and user is not None:
             out["bot_id"] = user.bot_id
         out["is_enterprise_install"] = False
         return out
+
+    def _m_oauth_v2_access(self, ctx: _Ctx) -> JSON:
+        client_id, client_secret = ctx.str_param("client_id"), ctx.str_param("client_secret")
+        if client_id is None:
+            raise SlackError("invalid_client_id")
+        if self.oauth_client is None or client_id != self.oauth_client[0]:
+            raise SlackError("invalid_client_id")
+        if client_secret != self.oauth_client[1]:
+            raise SlackError("bad_client_secret")
+        grant = self._oauth_codes.pop(ctx.str_param("code") or "", None)
+        if grant is None:
+            raise SlackError("invalid_code")
+        team_id = grant["team_id"]
+        token = f"xoxb-{team_id.lower()}-{secrets.token_hex(8)}"
+        self.tokens[token] = Token(token, "bot", grant["bot_user_id"], set(grant["scopes"]),
+                                   team_id=team_id)
+        team_name, _ = self.teams.get(team_id, (self.team_name, self.team_domain))
+        return {
+            "access_token": token, "token_type": "bot", "scope": ",".join(sorted(grant["scopes"])),
+            "bot_user_id": grant["bot_user_id"], "app_id": self.app_id,
+            "team": {"id": team_id, "name": team_name}, "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": grant["installer"]},
+        }
 
     def _m_team_info(self, ctx: _Ctx) -> JSON:
         return {"team": {

@@ -1,0 +1,311 @@
+"""Installing into several workspaces through OAuth, with the real `cohortbot run` wiring.
+
+The bot runs `bot.bootstrap.serve` in this loop with OAuth credentials and no bot token. Two
+workspaces install it through the real flow (`/slack/install` → Slack's authorize page, played
+by the fake → `/slack/oauth_redirect`); each workspace's commands are then served with its own
+token; uninstalling one removes its installation and stops serving it, while the other goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from slack_sdk.oauth.installation_store.models.installation import Installation
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.platform import SlackPlatform
+from adapters.slack.workspaces import BoltInstallationStore, ManyWorkspaces
+from bot.bootstrap import build, ensure_schema, platforms_from, serve
+from bot.config import load_settings
+from bot.db.engine import create_engine, session_factory, sync_url
+from bot.db.slack_installations import SqlSlackInstallations
+from bot.scheduling.clock import SimulatedClock
+from bot.service.ports import DeliveryError, SlackInstallation
+from tests.slack.conftest import START, slack_environ
+from tests.support.slack import WORKSPACE as W
+from tests.support.slack import FakeSlack, SlackRequestBuilder, post_signed
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:BasicAuth is deprecated:DeprecationWarning")  # slack_sdk's oauth.v2.access call
+
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "oauth-client-secret"
+BETA = "T0BETA001"
+BETA_ADMIN = "U0BETAADM"
+BETA_BOT = "U0BETABOT"
+BETA_CHANNEL = "C0BETA001"
+
+
+@dataclass
+class OAuthBot:
+    fake: FakeSlack
+    platform: SlackPlatform
+    db_url: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.platform.port}"
+
+    async def install(self, team_id: str, installer: str, bot_user: str, bot_id: str) -> str:
+        """The OAuth flow as a browser and Slack go through it; returns the new bot token."""
+        async with aiohttp.ClientSession() as http:
+            async with http.get(self.base + "/slack/install") as resp:
+                assert resp.status == 200
+                page = await resp.text()
+                cookie = resp.headers["Set-Cookie"]
+            state = re.search(r"state=([^&\"']+)", page)
+            assert state is not None, page
+            # The installer clicks "Allow" on Slack's authorize page: Slack redirects back.
+            code = self.fake.authorize(team_id=team_id, installer=installer,
+                                       bot_user_id=bot_user, bot_id=bot_id)
+            name, _, value = cookie.split(";")[0].partition("=")
+            async with http.get(self.base + "/slack/oauth_redirect",
+                                params={"code": code, "state": state.group(1)},
+                                headers={"Cookie": f"{name}={value}"}) as resp:
+                assert resp.status == 200, await resp.text()
+        [token] = self.fake.bot_tokens(team_id)[-1:]
+        return token
+
+    def rows(self) -> list[dict[str, Any]]:
+        engine = sa.create_engine(sync_url(self.db_url))
+        try:
+            with engine.connect() as conn:
+                return [dict(r) for r in conn.execute(sa.text(
+                    "SELECT enterprise_id, team_id, bot_user_id, installer_user_id "
+                    "FROM slack_installations ORDER BY team_id")).mappings()]
+        finally:
+            engine.dispose()
+
+    async def command(self, build: SlackRequestBuilder, user: str, channel: str,
+                      text: str) -> None:
+        result = await post_signed(self.base + "/slack/events", build.slash_command(
+            "/cohort", text, user_id=user, channel_id=channel))
+        assert result.status == 200 and result.elapsed < 3.0
+
+    async def wait_posts(self, channel: str, count: int) -> list[str]:
+        await self.fake.wait_for(lambda: len(self.fake.posts(channel)) >= count,
+                                 what=f"{count} posts in {channel}")
+        return [m["text"] for m in self.fake.posts(channel)]
+
+    def tokens_used(self, method: str, where: Callable[[dict[str, Any]], bool]) -> set[str]:
+        return {c.token or "" for c in self.fake.calls_to(method) if where(c.params)}
+
+
+@pytest.fixture
+async def oauth_bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[OAuthBot]:
+    fake_slack.set_latency(0.0, 0.005)
+    fake_slack.set_oauth_client(CLIENT_ID, CLIENT_SECRET)
+    fake_slack.add_team(BETA, "Beta Corp", "beta-corp")
+    fake_slack.add_user(BETA_ADMIN, "bea", real_name="Bea Admin", tz="Asia/Tokyo",
+                        is_admin=True)
+    fake_slack.add_channel("beta-cohort", channel_id=BETA_CHANNEL,
+                           members=[BETA_ADMIN, BETA_BOT])
+    url = f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}"
+    ensure_schema(url)
+    # Bea is no configured admin: only Beta's own users.info says she may create a cohort.
+    env = slack_environ(fake_slack, url, mode="http", admins=(f"slack:{W.admin}",))
+    del env["COHORTBOT_SLACK__BOT_TOKEN"]
+    env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
+            "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET,
+            "COHORTBOT_SLACK__STATE_SECRET": "state-signing-secret"}
+    empty = tmp_path / "cohortbot.toml"
+    empty.write_text("")
+    settings = load_settings(empty, environ=env)
+    platforms = platforms_from(settings)
+    [platform] = platforms
+    assert isinstance(platform, SlackPlatform)
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(
+        serve(settings, platforms, stop, clock=SimulatedClock(START)))
+    try:
+        await fake_slack.wait_for(lambda: platform.port is not None or task.done(),
+                                  what="the bot to listen")
+        assert not task.done()
+        yield OAuthBot(fake_slack, platform, url)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def test_two_workspaces_install_are_served_with_their_own_tokens_and_uninstall(
+        oauth_bot: OAuthBot, caplog: pytest.LogCaptureFixture) -> None:
+    bot, fake = oauth_bot, oauth_bot.fake
+    alpha_token = await bot.install(W.team_id, W.admin, W.bot_user, W.bot_id)
+    beta_token = await bot.install(BETA, BETA_ADMIN, BETA_BOT, "B0BETABOT")
+    assert alpha_token != beta_token
+    assert [(r["team_id"], r["bot_user_id"], r["installer_user_id"]) for r in bot.rows()] == [
+        (BETA, BETA_BOT, BETA_ADMIN), (W.team_id, W.bot_user, W.admin)]
+    assert {r["enterprise_id"] for r in bot.rows()} == {""}
+
+    alpha, beta = fake.requests(), fake.requests(BETA)
+    await bot.command(alpha, W.admin, W.channel, "cohort create Peer A")
+    await bot.command(beta, BETA_ADMIN, BETA_CHANNEL, "cohort create Peer B")
+    [created_a] = await bot.wait_posts(W.channel, 1)
+    [created_b] = await bot.wait_posts(BETA_CHANNEL, 1)
+    assert created_a.startswith("Created *Peer A*") and created_b.startswith("Created *Peer B*")
+
+    def in_alpha(p: dict[str, Any]) -> bool:
+        return p.get("channel") == W.channel or p.get("user") == W.admin
+
+    def in_beta(p: dict[str, Any]) -> bool:
+        return p.get("channel") == BETA_CHANNEL or p.get("user") == BETA_ADMIN
+
+    assert bot.tokens_used("chat.postMessage", in_alpha) == {alpha_token}
+    assert bot.tokens_used("chat.postMessage", in_beta) == {beta_token}
+    # The workspace-admin check looked Bea up in her own workspace.
+    assert bot.tokens_used("users.info", in_alpha) <= {alpha_token}
+    assert bot.tokens_used("users.info", in_beta) == {beta_token}
+
+    # Beta uninstalls the app.
+    caplog.set_level("INFO", logger="adapters.slack")
+    result = await post_signed(bot.base + "/slack/events", beta.event_callback(
+        {"type": "app_uninstalled"}))
+    assert result.status == 200
+    assert [r["team_id"] for r in bot.rows()] == [W.team_id]
+    assert any("app_uninstalled in workspace T0BETA001" in r.getMessage()
+               for r in caplog.records)
+    assert not any(t in r.getMessage() for r in caplog.records
+                   for t in (alpha_token, beta_token))
+
+    fake.clear_calls()
+    await bot.command(beta, BETA_ADMIN, BETA_CHANNEL, "cohort members add <@U0BETAADM|bea>")
+    await bot.command(alpha, W.admin, W.channel, f"cohort members add <@{W.alice}|alice>")
+    await fake.wait_for(lambda: any(e["text"].startswith("Added")
+                                    for e in fake.ephemerals(user=W.admin)),
+                        what="alpha's answer")
+    await fake.wait_for(lambda: fake.ephemerals(user=BETA_ADMIN), what="beta's answer")
+    await asyncio.sleep(0.3)  # room for anything beta's command might (wrongly) do
+    # Beta's command never reached the core: Bolt found no installation and said so.
+    assert "install" in fake.ephemerals(user=BETA_ADMIN)[-1]["text"].lower()
+    assert not [e for e in fake.ephemerals(user=BETA_ADMIN) if "Added" in e["text"]]
+    assert all(c.token != beta_token for c in fake.calls), "beta was served after uninstall"
+    assert {c.token for c in fake.calls if c.token} <= {alpha_token}
+    assert len(fake.posts(BETA_CHANNEL)) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_installation_store_contract(db_url: str) -> None:
+    engine = create_engine(db_url)
+    store = SqlSlackInstallations(session_factory(engine))
+    at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+    def inst(team: str | None, token: str, enterprise: str | None = None
+             ) -> SlackInstallation:
+        return SlackInstallation(enterprise_id=enterprise, team_id=team, bot_token=token,
+                                 bot_user_id="UB", bot_id="BB", installer_user_id="UI",
+                                 scopes=("commands", "chat:write"), installed_at=at)
+
+    try:
+        assert await store.find(enterprise_id=None, team_id="T1") is None
+        await store.save(inst("T1", "xoxb-one"))
+        await store.save(inst("T2", "xoxb-two"))
+        await store.save(inst(None, "xoxb-org", enterprise="E1"))
+        found = await store.find(enterprise_id=None, team_id="T1")
+        assert found == inst("T1", "xoxb-one")
+        assert "xoxb-one" not in repr(found)
+        await store.save(inst("T1", "xoxb-one-again"))  # a reinstall replaces
+        again = await store.find(enterprise_id=None, team_id="T1")
+        assert again is not None and again.bot_token == "xoxb-one-again"
+        assert (await store.find(enterprise_id="E1", team_id=None)) == inst(
+            None, "xoxb-org", enterprise="E1")
+
+        await store.remember(["C1", "U1"], enterprise_id=None, team_id="T1")
+        await store.remember(["C2", "U1"], enterprise_id=None, team_id="T2")  # U1 moved
+        await store.remember([], enterprise_id=None, team_id="T2")
+        c1, u1 = await store.find_for_place("C1"), await store.find_for_place("U1")
+        assert c1 is not None and c1.team_id == "T1"
+        assert u1 is not None and u1.team_id == "T2"
+        assert await store.find_for_place("C9") is None
+
+        assert await store.delete(enterprise_id=None, team_id="T2") is True
+        assert await store.delete(enterprise_id=None, team_id="T2") is False
+        assert await store.find_for_place("C2") is None
+        await store.save(inst("T2", "xoxb-two-back"))  # places come back with a reinstall
+        c2 = await store.find_for_place("C2")
+        assert c2 is not None and c2.bot_token == "xoxb-two-back"
+    finally:
+        await engine.dispose()
+
+
+async def test_places_route_tokens_after_a_restart_and_fail_for_good_when_uninstalled(
+        tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'route.db'}"
+    ensure_schema(url)
+    engine = create_engine(url)
+    store = SqlSlackInstallations(session_factory(engine))
+    made: list[str] = []
+
+    def make(token: str) -> AsyncWebClient:
+        made.append(token)
+        return AsyncWebClient(token=token, base_url="http://127.0.0.1:9/api/")
+
+    try:
+        at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+        bolt = BoltInstallationStore(store)
+        await bolt.async_save(Installation(
+            team_id="T1", user_id="UI", bot_token="xoxb-t1", bot_id="B1", bot_user_id="UB1",
+            bot_scopes=["commands"], installed_at=at.timestamp()))
+        bot = await bolt.async_find_bot(enterprise_id=None, team_id="T1")
+        assert bot is not None and bot.bot_token == "xoxb-t1" and bot.bot_user_id == "UB1"
+
+        first = ManyWorkspaces(store, make)
+        new = first.learn((None, "T1"), ["C1", "U1"])
+        assert sorted(new) == ["C1", "U1"] and first.learn((None, "T1"), ["C1"]) == []
+        await first.remember((None, "T1"), new)
+
+        restarted = ManyWorkspaces(store, make)  # nothing in memory: the database knows
+        assert (await restarted.client_for("C1")).token == "xoxb-t1"
+        assert (await restarted.client_for("U1")).token == "xoxb-t1"
+        assert made == ["xoxb-t1"]  # one client per workspace
+        with pytest.raises(DeliveryError) as unknown:
+            await restarted.client_for("C404")
+        assert unknown.value.permanent and unknown.value.reason == "not_installed"
+
+        gone = BoltInstallationStore(store, on_delete=restarted.forget)
+        await gone.async_delete_all(enterprise_id=None, team_id="T1")
+        assert await gone.async_find_bot(enterprise_id=None, team_id="T1") is None
+        with pytest.raises(DeliveryError) as uninstalled:
+            await restarted.client_for("C1")
+        assert uninstalled.value.permanent
+    finally:
+        await engine.dispose()
+
+
+async def test_socket_mode_serves_only_the_install_pages_over_http(
+        fake_slack: FakeSlack, tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'socket.db'}"
+    ensure_schema(url)
+    env = slack_environ(fake_slack, url, mode="socket")
+    del env["COHORTBOT_SLACK__BOT_TOKEN"]
+    env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
+            "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET}
+    empty = tmp_path / "cohortbot.toml"
+    empty.write_text("")
+    settings = load_settings(empty, environ=env)
+    engine = create_engine(url)
+    platform = SlackPlatform(settings.slack,
+                             installations=SqlSlackInstallations(session_factory(engine)))
+    app = build(settings, clock=SimulatedClock(START), messengers={"slack": platform.messenger})
+    await platform.start(app.bot)
+    try:
+        await fake_slack.socket_wait_connected(1)
+        await fake_slack.wait_for(lambda: platform.port is not None, what="the install pages")
+        base = f"http://127.0.0.1:{platform.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/slack/install") as resp:
+                assert resp.status == 200 and "state=" in await resp.text()
+            async with http.post(base + "/slack/events", data=b"{}") as resp:
+                assert resp.status in (404, 405)
+    finally:
+        await platform.stop()
+        await app.close()
+        await engine.dispose()
