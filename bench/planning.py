@@ -16,7 +16,7 @@ Measured, with a SimulatedClock at Sat 2026-03-07 13:00 UTC and the default 14-d
   3. optionally (`--replan`) a second `plan_all()` at the same instant, which finds nothing new:
      the steady-state cost of the planner's periodic pass.
 
-    python bench/planning.py [--db sqlite|postgres|both] [--sizes 1000,10000]
+    python bench/planning.py [--db sqlite|postgres|both] [--sizes 1000,10000] [--plan-only]
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ async def measure(kind: str, url: str, size: int, args: argparse.Namespace,
 
         first = await app.dispatcher.next_due()
         assert first is not None, "nothing was planned"
-        app.clock.set(first)
         out["first_due"] = first
+        if args.plan_only:
+            return out
+        app.clock.set(first)
         with prof.measure(f"{kind} run_due {size}"):
             t0, cpu0 = time.perf_counter(), time.process_time()
             stats = await asyncio.wait_for(app.dispatcher.run_due(), args.max_seconds)
@@ -162,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time two lower bounds for plan_all: the pure domain computation "
                         "of the same sessions/notifications, and writing plan_all's rows back "
                         "with one executemany per table into a fresh database")
+    p.add_argument("--plan-only", action="store_true",
+                   help="time plan_all only (no run_due, no re-plan): a quick check of the "
+                        "planning target")
     args = p.parse_args(argv)
+    if args.plan_only:
+        args.replan = False
     c.quiet_logs(args.verbose)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(c.machine_line())
@@ -192,19 +199,23 @@ def main(argv: list[str] | None = None) -> int:
                     c.seed_cohorts(dst, size, args.members)
                     res["floor_write_s"], *_ = asyncio.run(write_floor(url, dst))
                 results[kind].append(res)
-                print(f"{kind}: {size:,} cohorts: plan_all {res['plan_s']:.2f} s, "
-                      f"run_due {res['run_s']:.2f} s", flush=True)
+                print(f"{kind}: {size:,} cohorts: plan_all {res['plan_s']:.2f} s"
+                      + ("" if args.plan_only else f", run_due {res['run_s']:.2f} s"),
+                      flush=True)
 
     print()
     rows = []
     for kind, rs in results.items():
         for r in rs:
+            planned = [kind, r["size"], r["rows"]["sessions"], r["planned"], r["plan_s"],
+                       r["plan_cpu"], r["plan_s"] / r["size"] * 1e3, r["plan_sql"] / r["size"],
+                       f"{r['first_due']:%a %H:%M}"]
+            if args.plan_only:
+                rows.append(planned + ["-"] * 7)
+                continue
             st = r["stats"]
-            rows.append([kind, r["size"], r["rows"]["sessions"], r["planned"], r["plan_s"],
-                         r["plan_cpu"], r["plan_s"] / r["size"] * 1e3, r["plan_sql"] / r["size"],
-                         f"{r['first_due']:%a %H:%M}", r["run_s"], r["run_cpu"], st.fired,
-                         st.dropped, st.sent,
-                         r["received"], r["run_sql"] / r["size"]]
+            rows.append(planned + [r["run_s"], r["run_cpu"], st.fired, st.dropped, st.sent,
+                                   r["received"], r["run_sql"] / r["size"]]
                         + ([r["replan_s"], r["replanned"]] if args.replan else []))
     print(c.table(["db", "cohorts", "sessions", "planned", "plan_all s", "CPU s", "ms/cohort",
                    "SQL/cohort", "first due", "run_due s", "CPU s", "fired", "dropped", "sent",
@@ -223,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                            c.verdict(ok)])
         if len(rs) >= 2:
             lo, hi = rs[0], rs[-1]
-            for step in ("plan", "run"):
+            for step in ("plan",) if args.plan_only else ("plan", "run"):
                 ratio = hi[f"{step}_s"] / lo[f"{step}_s"]
                 label = f"{'plan_all' if step == 'plan' else 'run_due'} growth " \
                         f"{hi['size']:,}/{lo['size']:,} cohorts"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -136,7 +137,7 @@ class SqlUnitOfWork:
                 .order_by(c.id).limit(limit))
         return [
             PlanTarget(id=cid, schedule_json=sched, settings_json=settings,
-                       reminder_offsets=tuple(json.loads(offsets)), planned_through=through)
+                       reminder_offsets=_offsets(offsets), planned_through=through)
             for cid, sched, settings, offsets, through in await self.s.execute(stmt)
             if sched not in (None, "null")
         ]
@@ -271,7 +272,9 @@ class SqlUnitOfWork:
     def _instant(self) -> Callable[[datetime], Any]:
         """How bulk inserts pass an instant: SQLite's stored text; for PostgreSQL ISO text,
         which the driver sends several times faster than datetime objects."""
-        return t.sqlite_instant if self._dialect() == "sqlite" else datetime.isoformat
+        convert = t.sqlite_instant if self._dialect() == "sqlite" else datetime.isoformat
+        # Memoised per bulk write: sessions and their notices share a few instants.
+        return lru_cache(maxsize=4096)(convert)
 
     def _in(self, column: Any, ids: Sequence[int]) -> Any:
         """`column IN ids`; on PostgreSQL `= ANY(array)`: one parameter, not one per id."""
@@ -415,3 +418,9 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self._factory)
+
+
+@lru_cache(maxsize=1024)
+def _offsets(text: str) -> tuple[int, ...]:
+    """A cohort's reminder offsets from their stored JSON (few distinct lists exist)."""
+    return tuple(json.loads(text))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bot.domain.cohort_settings import CohortSettings
 
@@ -33,6 +33,59 @@ class PlannedNotice:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NoticeTime:
+    """A notice of a session at a given start, before it is named for one session: what
+    `notice_times` returns, the same for every session of that start and policy."""
+
+    kind: str
+    due_at: datetime
+    stale_at: datetime
+    per_revision: bool = True  # the key names the session's revision (a move re-sends it)
+    suffix: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def named(self, session_id: int, rev: int) -> PlannedNotice:
+        sid = f"{session_id}.{rev}" if self.per_revision else str(session_id)
+        return PlannedNotice(key=f"{self.kind}:{sid}{self.suffix}", kind=self.kind,
+                             due_at=self.due_at, stale_at=self.stale_at,
+                             payload=dict(self.payload))
+
+
+def notice_times(
+    *,
+    starts_at: datetime,
+    duration: timedelta,
+    settings: CohortSettings,
+    reminder_offsets_min: Sequence[int],
+) -> list[NoticeTime]:
+    """Every notice of a session starting at `starts_at`, sorted as `session_notices`."""
+    ends_at = starts_at + duration
+    notices = [
+        # Roles are fixed once (not per revision): a moved session keeps its cast.
+        NoticeTime(kind=ANNOUNCE, per_revision=False,
+                   due_at=starts_at - timedelta(minutes=settings.announce_lead_min),
+                   stale_at=starts_at),
+        NoticeTime(kind=CHECKIN, due_at=starts_at - timedelta(minutes=settings.checkin_lead_min),
+                   stale_at=starts_at),
+        NoticeTime(kind=NUDGE, due_at=starts_at - timedelta(minutes=settings.nudge_lead_min),
+                   stale_at=starts_at),
+        NoticeTime(kind=SUMMARY, per_revision=False, due_at=starts_at, stale_at=ends_at),
+    ]
+    for offset in reminder_offsets_min:
+        notices.append(NoticeTime(
+            kind=REMINDER, suffix=f":{offset}", due_at=starts_at - timedelta(minutes=offset),
+            stale_at=starts_at, payload={"offset_min": offset},
+        ))
+    if settings.question_release == "batch":
+        notices.append(NoticeTime(
+            kind=RELEASE, due_at=starts_at - timedelta(minutes=settings.question_lead_min),
+            stale_at=ends_at,
+        ))
+    # Within a session, (kind, suffix) orders notices of one instant as their keys do.
+    return sorted(notices, key=lambda n: (n.due_at, n.kind, n.suffix))
+
+
 def session_notices(
     *,
     session_id: int,
@@ -42,35 +95,10 @@ def session_notices(
     settings: CohortSettings,
     reminder_offsets_min: Sequence[int],
 ) -> list[PlannedNotice]:
-    """Every notification of one session, sorted by due instant."""
-    sid = f"{session_id}.{rev}"
-    ends_at = starts_at + duration
-    notices = [
-        # Roles are fixed once (not per revision): a moved session keeps its cast.
-        PlannedNotice(key=f"announce:{session_id}", kind=ANNOUNCE,
-                      due_at=starts_at - timedelta(minutes=settings.announce_lead_min),
-                      stale_at=starts_at),
-        PlannedNotice(key=f"checkin:{sid}", kind=CHECKIN,
-                      due_at=starts_at - timedelta(minutes=settings.checkin_lead_min),
-                      stale_at=starts_at),
-        PlannedNotice(key=f"nudge:{sid}", kind=NUDGE,
-                      due_at=starts_at - timedelta(minutes=settings.nudge_lead_min),
-                      stale_at=starts_at),
-        PlannedNotice(key=f"summary:{session_id}", kind=SUMMARY, due_at=starts_at,
-                      stale_at=ends_at),
-    ]
-    for offset in reminder_offsets_min:
-        notices.append(PlannedNotice(
-            key=f"reminder:{sid}:{offset}", kind=REMINDER,
-            due_at=starts_at - timedelta(minutes=offset), stale_at=starts_at,
-            payload={"offset_min": offset},
-        ))
-    if settings.question_release == "batch":
-        notices.append(PlannedNotice(
-            key=f"release:{sid}", kind=RELEASE,
-            due_at=starts_at - timedelta(minutes=settings.question_lead_min), stale_at=ends_at,
-        ))
-    return sorted(notices, key=lambda n: (n.due_at, n.key))
+    """Every notification of one session, sorted by due instant (then key)."""
+    return [n.named(session_id, rev) for n in notice_times(
+        starts_at=starts_at, duration=duration, settings=settings,
+        reminder_offsets_min=reminder_offsets_min)]
 
 
 def longest_lead(settings: CohortSettings, reminder_offsets_min: Sequence[int]) -> timedelta:
@@ -80,8 +108,16 @@ def longest_lead(settings: CohortSettings, reminder_offsets_min: Sequence[int]) 
                                  *reminder_offsets_min))
 
 
-def next_step(notices: Sequence[PlannedNotice], *, at_or_after: datetime | None = None,
-              after: datetime | None = None) -> list[PlannedNotice]:
+class _Due(Protocol):
+    @property
+    def due_at(self) -> datetime: ...
+
+
+N = TypeVar("N", bound=_Due)
+
+
+def next_step(notices: Sequence[N], *, at_or_after: datetime | None = None,
+              after: datetime | None = None) -> list[N]:
     """The notices of the first step due at or after `at_or_after` (or strictly after
     `after`); `notices` sorted as `session_notices` returns them. Empty when none is left."""
     for step in steps(notices):
@@ -91,9 +127,9 @@ def next_step(notices: Sequence[PlannedNotice], *, at_or_after: datetime | None 
     return []
 
 
-def steps(notices: Sequence[PlannedNotice]) -> list[list[PlannedNotice]]:
+def steps(notices: Sequence[N]) -> list[list[N]]:
     """`notices` (sorted by due instant) grouped into steps that share a due instant."""
-    out: list[list[PlannedNotice]] = []
+    out: list[list[N]] = []
     for n in notices:
         if out and out[-1][0].due_at == n.due_at:
             out[-1].append(n)

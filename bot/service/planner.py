@@ -31,7 +31,15 @@ from bot.domain.model import (
     Notification,
     Session,
 )
-from bot.domain.planning import PlannedNotice, longest_lead, next_step, session_notices, steps
+from bot.domain.planning import (
+    NoticeTime,
+    PlannedNotice,
+    longest_lead,
+    next_step,
+    notice_times,
+    session_notices,
+    steps,
+)
 from bot.domain.schedule import Schedule, occurrences
 from bot.service.api import Policy
 from bot.service.cohort_state import ensure_sessions
@@ -131,10 +139,16 @@ async def plan_many(uow: UnitOfWork, targets: Sequence[PlanTarget], now: datetim
                                       max(p.window_end for p in plans.values()))
     slots_known = {(s.cohort_id, s.slot) for s in known}
     new: list[tuple[int, datetime, int]] = []
+    # Cohorts that share a schedule (the same spec, planned through the same instant) share
+    # its expansion: one per distinct schedule and window in a pass, not one per cohort.
+    expanded: dict[tuple[str, datetime, datetime], list[datetime]] = {}
     for cohort_id, plan in plans.items():
-        new += [(cohort_id, slot, plan.minutes)
-                for slot in occurrences(plan.schedule, after=max(look_back, min(plan.since, now)),
-                                        before=plan.window_end)
+        window = (plan.schedule_json, max(look_back, min(plan.since, now)), plan.window_end)
+        slots = expanded.get(window)
+        if slots is None:
+            slots = expanded[window] = occurrences(plan.schedule, after=window[1],
+                                                   before=window[2])
+        new += [(cohort_id, slot, plan.minutes) for slot in slots
                 if (cohort_id, slot) not in slots_known]
     new_ids = await uow.insert_sessions(new)
     scheduled = [s for s in known if s.status == SCHEDULED
@@ -146,12 +160,20 @@ async def plan_many(uow: UnitOfWork, targets: Sequence[PlanTarget], now: datetim
     bare += [(cid, sid, slot, minutes, 0)
              for (cid, slot, minutes), sid in zip(new, new_ids, strict=True)]
     rows: list[NewNotification] = []
+    # The same goes for a session's notices: they depend on its start and its cohort's
+    # policies, and only their keys name the session.
+    times: dict[tuple[str, tuple[int, ...], datetime, int], list[NoticeTime]] = {}
     for cohort_id, session_id, starts_at, minutes, rev in bare:
         plan = plans[cohort_id]
-        step = next_step(_notices(plan.settings, plan.offsets, session_id, rev, starts_at,
-                                  minutes), at_or_after=plan.since)
+        shape = (plan.settings_json, plan.offsets, starts_at, minutes)
+        notices = times.get(shape)
+        if notices is None:
+            notices = times[shape] = notice_times(
+                starts_at=starts_at, duration=timedelta(minutes=minutes),
+                settings=plan.settings, reminder_offsets_min=plan.offsets)
+        step = next_step(notices, at_or_after=plan.since)
         if step and step[0].due_at < end:
-            rows += [(cohort_id, session_id, notice) for notice in step]
+            rows += [(cohort_id, session_id, n.named(session_id, rev)) for n in step]
     planned = await uow.insert_notifications(rows)
     await uow.set_planned_through(list(plans), end)
     return planned
@@ -160,10 +182,13 @@ async def plan_many(uow: UnitOfWork, targets: Sequence[PlanTarget], now: datetim
 class _Plan:
     """One cohort's parsed schedule and policies for a planning pass."""
 
-    __slots__ = ("minutes", "offsets", "schedule", "settings", "since", "window_end")
+    __slots__ = ("minutes", "offsets", "schedule", "schedule_json", "settings",
+                 "settings_json", "since", "window_end")
 
     def __init__(self, target: PlanTarget, now: datetime, end: datetime) -> None:
+        self.schedule_json = target.schedule_json
         self.schedule = _schedule(target.schedule_json)
+        self.settings_json = target.settings_json
         self.settings = _settings(target.settings_json)
         self.offsets = target.reminder_offsets
         self.minutes = int(self.schedule.duration.total_seconds() // 60)

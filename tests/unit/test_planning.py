@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.domain.cohort_settings import CohortSettings, apply_setting
-from bot.domain.planning import phase_notices, session_notices
+from bot.domain.planning import next_step, notice_times, phase_notices, session_notices
 
 START = datetime.fromisoformat("2026-12-01T14:00:00+00:00")
 
@@ -22,6 +22,22 @@ def test_a_session_brings_announce_checkin_nudge_reminders_release_and_summary()
     assert by_key["summary:7"].stale_at == START + timedelta(minutes=90)
     assert all(n.stale_at > n.due_at for n in notices)
     assert [n.due_at for n in notices] == sorted(n.due_at for n in notices)
+
+
+def test_notices_sharing_an_instant_are_ordered_by_key_and_named_per_session() -> None:
+    # The nudge and the 24 h reminder fall due together, as do the 48 h one and the check-in.
+    settings = CohortSettings()
+    offsets = [2880, 1440, 60]
+    times = notice_times(starts_at=START, duration=timedelta(minutes=90), settings=settings,
+                         reminder_offsets_min=offsets)
+    for sid in (3, 12):
+        notices = session_notices(session_id=sid, rev=2, starts_at=START,
+                                  duration=timedelta(minutes=90), settings=settings,
+                                  reminder_offsets_min=offsets)
+        assert notices == sorted(notices, key=lambda n: (n.due_at, n.key))
+        assert notices == [t.named(sid, 2) for t in times]
+    step = next_step(times, at_or_after=START - timedelta(hours=47))
+    assert [t.named(3, 2).key for t in step] == ["nudge:3.2", "reminder:3.2:1440"]
 
 
 def test_a_moved_session_gets_new_reminder_keys_but_keeps_its_announcement() -> None:
