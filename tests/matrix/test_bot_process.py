@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.matrix.conftest import ClientFactory
 from tests.matrix.support import (
     BotProcess,
@@ -31,8 +33,10 @@ async def _people(make: ClientFactory, n: int) -> list[Member]:
     return [Member(await make()) for _ in range(n)]
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 async def test_a_cohort_from_setup_to_summary_in_a_room(
-    synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path
+    synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path,
+    encrypted: bool,
 ) -> None:
     admin, ana, ben = await _people(matrix_client_factory, 3)
     bot = BotProcess(tmp_path, synapse, synapse.register_user(), admins=[admin.user_id])
@@ -43,7 +47,7 @@ async def test_a_cohort_from_setup_to_summary_in_a_room(
             m.join_invites_from = {admin.user_id, bot.user_id}
         # The bot is a moderator here, so it may redact what should not have been posted.
         room = await admin.create_room([bot.user_id, ana.user_id, ben.user_id],
-                                       power={bot.user_id: 50})
+                                       power={bot.user_id: 50}, encrypted=encrypted)
         for m in (ana, ben):
             await m.wait_room(room)
         await admin.joined(room, bot.user_id)
@@ -54,6 +58,7 @@ async def test_a_cohort_from_setup_to_summary_in_a_room(
                                         what=f"the reply to {text!r}")
 
         reply = await admin_says("cohort create Peer A", "Created Peer A")
+        assert reply.decrypted == encrypted
         assert reply.content["m.relates_to"]["m.in_reply_to"]["event_id"]
         assert reply.content["m.mentions"] == {}
         for setting in ("announce-lead 2m", "checkin-lead 2m", "nudge-lead 1m",
