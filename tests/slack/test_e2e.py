@@ -2,7 +2,9 @@
 
 The fake serves from a thread of this test process; the bot runs as a child process with
 its config in the environment. Every request it is sent must be acknowledged within Slack's
-3 seconds. Waiting is for the other process's work, bounded, never for a scheduled time.
+3 seconds. Waiting is for what the fake records, always bounded. The scheduled test runs on
+the real clock with leads of minutes (the process has no simulated clock): it waits for the
+bot's posts, never sleeps until a due time.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,19 @@ from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack, post_signed
 
 COHORTBOT = str(Path(sys.executable).with_name("cohortbot"))
+MENTION = re.compile(r"<@([A-Z0-9]+)>")
 pytestmark = pytest.mark.e2e
+
+
+def _next_slot(lead: timedelta) -> datetime:
+    """A session start at least `lead` plus half a minute away, on a whole minute."""
+    at = datetime.now(UTC) + lead + timedelta(seconds=30)
+    return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def _buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in message.get("blocks") or [] if b["type"] == "actions"
+            for e in b["elements"]]
 
 
 class Running:
@@ -100,6 +116,32 @@ class Running:
         if self.mode == "http":
             self.fake.apply_view_response(user, ack)  # Slack acts on the HTTP answer
         return ack
+
+    async def click(self, user: str, channel: str, message: dict[str, Any],
+                    button: dict[str, Any]) -> None:
+        """`user` presses `button` on `message` (in `channel`)."""
+        action = {"action_id": button["action_id"], "block_id": "b", "value": button["value"]}
+        payload = self.build.block_actions_payload([action], user_id=user, channel_id=channel,
+                                                   message=message)
+        await self._send("interactive", payload,
+                         self.build._form({"payload": json.dumps(payload)}, payload))
+
+    async def answer(self, user: str, text: str) -> str:
+        """Send `/cohort text` as `user` and wait for the private answer to it."""
+        before = len(self.fake.ephemerals(user=user))
+        await self.command(user, text)
+        found = await self.fake.wait_for(
+            lambda: self.fake.ephemerals(user=user)[before:], timeout=15,
+            what=f"the answer to {text!r}")
+        return str(found[0]["text"])
+
+    async def post(self, starts: str, timeout: float, channel: str = W.channel
+                   ) -> dict[str, Any]:
+        """The first message posted in `channel` whose text starts with `starts`."""
+        found = await self.fake.wait_for(
+            lambda: [p for p in self.fake.posts(channel) if p["text"].startswith(starts)],
+            timeout=timeout, interval=0.2, what=f"a post starting {starts!r}")
+        return found[0]
 
     async def event(self, event: dict[str, Any], event_id: str, retry: int = 0) -> None:
         payload = self.build.event_callback_payload(event, event_id=event_id)
@@ -212,3 +254,96 @@ async def test_duplicates_once_and_a_429_storm_delivers_each_message_once(bot: R
     assert [c.status for c in fake.calls_to("chat.postMessage")].count(429) >= 3
     assert len([m for m in fake.messages(dm)]) == 1
     bot.stop()
+
+
+async def test_scheduled_announcement_checkin_modal_reminder_and_summary(bot: Running) -> None:
+    """The scheduled side of a session, on the real clock: short leads, a start minutes away."""
+    fake = bot.fake
+    members = {W.alice, W.bob, W.admin}
+    # One command at a time, each answered before the next (as a person would type them).
+    await bot.command(W.admin, "cohort create Peer A")
+    await bot.post("Created *Peer A*", timeout=15)
+    added = await bot.answer(W.admin, f"cohort members add <@{W.alice}|alice> <@{W.bob}|bob> "
+                                      f"<@{W.admin}|ada>")
+    assert added.startswith(f"Added <@{W.alice}>, <@{W.bob}>, <@{W.admin}>."), added
+    for setting in ("announce-lead 2m", "checkin-lead 2m", "nudge-lead 1m"):
+        assert await bot.answer(W.admin, f"cohort set {setting}") == \
+            f"Peer A: {setting.split()[0]} = {setting.split()[1][:-1]} min."
+    assert "Reminders for Peer A" in await bot.answer(W.admin, "cohort reminders 1m")
+    # The action is recorded before the check-in falls due (two minutes before the start).
+    assert "Action 1 recorded" in await bot.answer(W.alice, "action add Read chapter 3")
+    start = _next_slot(timedelta(minutes=2))
+    schedule = await bot.answer(W.admin,
+                                f"cohort schedule dates {start:%Y-%m-%d %H:%M} UTC for 2m")
+    assert schedule.startswith("Schedule for *Peer A*"), schedule
+    when = f"<!date^{int(start.timestamp())}^"
+
+    # Two minutes before: the roles are announced, mentioning members for real …
+    roles = await bot.post("*Roles for Peer A*", timeout=200)
+    assert when in roles["text"]
+    cast = re.findall(r"^• ([a-z-]+): <@([A-Z0-9]+)>$", roles["text"], re.MULTILINE)
+    # Four roles, three members: everyone has one, one has two (never case-giver + moderator).
+    assert [r for r, _ in cast] == ["case-giver", "moderator", "note-taker", "timekeeper"]
+    assert {u for _, u in cast} == members and cast[0][1] != cast[1][1]
+    assert "Everyone else consults." in roles["text"]
+
+    # … and Alice, who has an open action, is asked to check in, by DM, with a button.
+    dm = await fake.wait_for(lambda: fake.dm_channel(W.alice), timeout=60, what="Alice's DM")
+    checkin = (await fake.wait_for(
+        lambda: [m for m in fake.messages(dm) if m["text"].startswith("*Check-in time (Peer A)*")],
+        timeout=60, interval=0.2, what="the check-in DM"))[0]
+    assert "1. Read chapter 3" in checkin["text"]
+    assert "Read chapter 3" not in json.dumps(fake.posts(W.channel))  # only to her
+    [open_form] = [b for b in _buttons(checkin) if b["text"]["text"] == "Check in"]
+    assert open_form["value"] == "--cohort peer-a checkin"
+
+    # The button opens the check-in form; Alice answers "done" with a note.
+    await bot.click(W.alice, dm, checkin, open_form)
+    form = (await fake.wait_for(lambda: fake.modal_stack(W.alice), timeout=15,
+                                what="the check-in modal"))[-1]
+    assert form["callback_id"] == "cohort-checkin"
+    assert "1. Read chapter 3" in json.dumps(form["blocks"])
+    before = len(fake.ephemerals(user=W.alice))
+    ack = await bot.submit(form["id"], W.alice, {
+        "answer-0": {"answer": {"type": "radio_buttons", "selected_option": {"value": "done"}}},
+        "note-0": {"note": {"type": "plain_text_input", "value": "finished it"}},
+    })
+    assert not ack.get("response_action"), ack  # the form just closes
+    saved = await fake.wait_for(lambda: fake.ephemerals(user=W.alice)[before:], timeout=15,
+                                what="the check-in saved")
+    assert saved[0]["text"] == ("Action 1: done (with a note). "
+                                "You can change it until the session starts.")
+    assert not fake.modal_stack(W.alice)
+
+    # `/cohort checkin` opens the same form again, showing the answer given.
+    await bot.command(W.alice, "checkin")
+    again = (await fake.wait_for(lambda: fake.modal_stack(W.alice), timeout=15,
+                                 what="the check-in modal again"))[-1]
+    assert again["callback_id"] == "cohort-checkin"
+    [answer_block] = [b for b in again["blocks"] if b.get("block_id") == "answer-0"]
+    assert answer_block["element"]["initial_option"]["value"] == "done"
+    [note_block] = [b for b in again["blocks"] if b.get("block_id") == "note-0"]
+    assert note_block["element"]["initial_value"] == "finished it"
+    fake.close_modal(W.alice)
+
+    # One minute before: the reminder, with the cast and everyone else mentioned.
+    reminder = await bot.post("*Reminder: Peer A meets in 1 min*", timeout=120)
+    assert when in reminder["text"]
+    assert set(MENTION.findall(reminder["text"])) == members
+
+    # At the start: the summary counts Alice's answer (her note stays hers: she does not
+    # share her check-ins).
+    summary = await bot.post("*Check-in summary for Peer A*", timeout=120)
+    assert summary["text"] == (
+        "*Check-in summary for Peer A*: 1 action — 1 done, 0 partly, 0 not yet, 0 dropped, "
+        "0 without an answer.\nOpen actions carry over to the next session.")
+    log = bot.stop()
+    assert "Traceback" not in log
+    texts = [p["text"] for p in fake.posts(W.channel)]
+    for head in ("*Roles for", "*Reminder:", "*Check-in summary"):
+        assert sum(t.startswith(head) for t in texts) == 1, (head, texts)
+    # Alice answered before the nudge was due, so none came; Bob had no action, so no DM.
+    assert [m["text"].split("*")[1] for m in fake.messages(dm)
+            if m["text"].startswith("*")] == ["Check-in time (Peer A)"]
+    assert fake.dm_channel(W.bob) is None
+    assert all(t < 3.0 for t in bot.ack_times)
