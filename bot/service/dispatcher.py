@@ -39,6 +39,7 @@ OUTAGE_FIRST_PAUSE = timedelta(seconds=5)
 OUTAGE_MAX_PAUSE = timedelta(seconds=60)
 UNREACHABLE = "unreachable"
 SEND_LANES = 8  # places sent to side by side
+FIRST_FIRE_BATCH = 2 * SEND_LANES  # then doubling up to the policy's batch size
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -90,24 +91,38 @@ class Dispatcher:
         return min([found, *paused] if found else paused, default=None)
 
     async def run_due(self) -> RunStats:
-        """Fire what is due and send what is due, a batch at a time: with thousands of
-        notifications due at once, the first messages go out while later ones are fired."""
+        """Fire what is due and send what is due. Firing goes a batch at a time, the first
+        batches small, and sending runs beside the firing of the next batch: with thousands
+        of notifications due at once, the first messages go out within moments while later
+        ones are still being fired."""
         fired = dropped = sent = failed = retried = 0
-        while True:
-            f, d = await self._fire_batch()
-            s, x, r = await self._send_due()
-            fired, dropped, sent, failed, retried = (fired + f, dropped + d, sent + s,
-                                                      failed + x, retried + r)
-            if f + d == 0:  # (firing may plan steps that are due already: look again)
-                return RunStats(fired=fired, dropped=dropped, sent=sent, failed=failed,
-                                retried=retried)
+        size = min(FIRST_FIRE_BATCH, self._policy.batch_size)
+        sending: asyncio.Task[tuple[int, int, int]] | None = None
+        try:
+            while True:
+                f, d = await self._fire_batch(size)
+                fired, dropped = fired + f, dropped + d
+                if sending is not None:
+                    s, x, r = await sending
+                    sent, failed, retried = sent + s, failed + x, retried + r
+                # (Started after the batch committed, so it sees the batch's messages.)
+                sending = asyncio.create_task(self._send_due())
+                if f + d == 0:  # (firing may plan steps that are due already: look again)
+                    s, x, r = await sending
+                    sending = None
+                    return RunStats(fired=fired, dropped=dropped, sent=sent + s,
+                                    failed=failed + x, retried=retried + r)
+                size = min(size * 2, self._policy.batch_size)
+        finally:
+            if sending is not None:  # firing failed: let the sends under way finish
+                await asyncio.gather(sending, return_exceptions=True)
 
-    async def _fire_batch(self) -> tuple[int, int]:
+    async def _fire_batch(self, size: int) -> tuple[int, int]:
         """Fire one batch of due notifications in one transaction."""
         fired = dropped = 0
         now = self._clock.now()
         async with self._uow() as uow:
-            for notice in await uow.claim_notifications(now, self._policy.batch_size):
+            for notice in await uow.claim_notifications(now, size):
                 if await fire(uow, notice, now, self._policy, self._directories):
                     fired += 1
                 else:
