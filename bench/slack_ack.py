@@ -355,7 +355,8 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.through_core:
                 core = await bench_core(fake, args, tmp)
                 print(f"\n   for information: {core['n']:,} messages across {core['channels']} "
-                      f"channels through the core's dispatcher (it sends one at a time)")
+                      "channels through the core's dispatcher (8 places side by side, one "
+                      "claimed batch at a time)")
                 print(c.table(["sent", "429s", "total s", "floor s", "ratio to floor"],
                               [[core["sent"], core["429"], core["wall"], core["floor"],
                                 f"{core['wall'] / core['floor']:.2f}x" if core["floor"]
