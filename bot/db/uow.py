@@ -337,6 +337,16 @@ class SqlUnitOfWork:
         )
         return list((await self.s.scalars(stmt)).all())
 
+    async def finish_outbox(self, row_id: int, *, status: str, sent_at: datetime | None,
+                            message_id: str | None, error: str | None) -> None:
+        # One UPDATE, no load: every message sent costs one, so it is on the hot path of a
+        # burst (and on SQLite, writes take turns).
+        await self.s.execute(
+            update(t.outbox).where(t.outbox.c.id == row_id).values(
+                status=status, claimed_until=None, sent_at=sent_at,
+                platform_message_id=message_id, error=error),
+            execution_options={"synchronize_session": False})
+
     async def claim_outbox(
         self, now: datetime, limit: int, lease_until: datetime, platforms: Sequence[str]
     ) -> list[OutboxMessage]:

@@ -215,13 +215,9 @@ class Dispatcher:
     async def _finish(self, row_id: int, status: str, *, message_id: str | None = None,
                       error: str | None = None) -> None:
         async with self._uow() as uow:
-            row = await uow.get(OutboxMessage, row_id)
-            if row is None:
-                return
-            row.status, row.claimed_until = status, None
-            row.sent_at = self._clock.now() if status == SENT else None
-            row.platform_message_id = message_id
-            row.error = error[:300] if error else None
+            await uow.finish_outbox(row_id, status=status,
+                                    sent_at=self._clock.now() if status == SENT else None,
+                                    message_id=message_id, error=error[:300] if error else None)
             await uow.commit()
 
     async def _postpone(self, row_ids: list[int], at: datetime, error: str) -> None:

@@ -134,6 +134,11 @@ class UnitOfWork(Protocol):
         """Pending messages due at `now` and not leased, leased until `lease_until`."""
         ...
 
+    async def finish_outbox(self, row_id: int, *, status: str, sent_at: datetime | None,
+                            message_id: str | None, error: str | None) -> None:
+        """Record a message's outcome and release its lease, in one statement."""
+        ...
+
     async def next_due(self, platforms: Sequence[str] | None = None) -> datetime | None:
         """The earliest instant any pending notification, or any pending message (of these
         platforms, if given), falls due."""

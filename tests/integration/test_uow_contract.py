@@ -159,6 +159,33 @@ async def test_concurrent_claims_never_take_the_same_row(db_url: str) -> None:
     await engine.dispose()  # type: ignore[attr-defined]
 
 
+async def test_a_finished_message_keeps_its_outcome_and_is_never_claimed_again(
+    db_url: str,
+) -> None:
+    uows, engine = _factory(db_url)
+    async with uows() as uow:
+        for key in ("sent", "failed"):
+            await uow.add_outbox(_msg(key, T0))
+        await uow.commit()
+    async with uows() as uow:
+        claimed = {m.key: m.id for m in await uow.claim_outbox(
+            T0, 5, T0 + timedelta(minutes=1), ["terminal"])}
+        await uow.commit()
+    async with uows() as uow:
+        await uow.finish_outbox(claimed["sent"], status="sent", sent_at=T0,
+                                message_id="$ev1", error=None)
+        await uow.finish_outbox(claimed["failed"], status="failed", sent_at=None,
+                                message_id=None, error="channel_not_found")
+        await uow.commit()
+    async with uows() as uow:
+        rows = {m.key: m for m in await uow.find(OutboxMessage)}
+        assert (rows["sent"].status, rows["sent"].sent_at, rows["sent"].platform_message_id,
+                rows["sent"].claimed_until) == ("sent", T0, "$ev1", None)
+        assert (rows["failed"].status, rows["failed"].error) == ("failed", "channel_not_found")
+        assert await uow.claim_outbox(T0 + timedelta(hours=1), 5, T0, ["terminal"]) == []
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
 async def test_seen_events_are_recorded_once(db_url: str) -> None:
     uows, engine = _factory(db_url)
     async with uows() as uow:
