@@ -182,11 +182,14 @@ async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session],
     scheduled = [s for s in sessions if s.status == SCHEDULED]
     if not scheduled:
         return out
-    hist = await history(uow, cohort, scheduled[0].starts_at)
     stored = await uow.find(Assignment, session_id=tuple(s.id for s in scheduled))
     by_session: dict[int, dict[str, int]] = {}
     for a in stored:
         by_session.setdefault(a.session_id, {})[a.role] = a.member_id
+    # The rotation's history (every announced session so far) is only needed for a preview:
+    # a reminder or `next` for an announced session reads its stored roles and nothing more.
+    previews = any(not (s.announced or s.id in by_session) for s in scheduled)
+    hist = await history(uow, cohort, scheduled[0].starts_at) if previews else []
     for s in scheduled:
         present = present_at(members, absences, s, cohort.zone)
         present_ids = frozenset(m.id for m in present)
