@@ -19,7 +19,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.workspaces import OneWorkspace
+from adapters.slack.workspaces import OneWorkspace, Router
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.ports import DeliveryError
 
@@ -31,12 +31,12 @@ MISS_TTL = 60.0  # a failed lookup is retried after a minute, not on every comma
 
 class SlackDirectory:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._router: Any = None  # OneWorkspace, or anything with the same `client_for`
+        self._router: Router | None = None
         self._clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def bind(self, client: Any) -> None:
+    def bind(self, client: AsyncWebClient | Router) -> None:
         """The one bot token's client, or a router that picks each person's workspace."""
         self._router = OneWorkspace(client) if isinstance(client, AsyncWebClient) else client
 

@@ -24,8 +24,8 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack import inbound, render, views
-from adapters.slack.messenger import Router
 from adapters.slack.replies import Replier, Where
+from adapters.slack.workspaces import Router
 from bot.chat.message import Message, lines
 from bot.domain.refs import UserRef
 from bot.service.api import Core, Invocation

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.pacing import Pacer
-from adapters.slack.workspaces import NOT_INSTALLED, OneWorkspace
+from adapters.slack.workspaces import NOT_INSTALLED, OneWorkspace, Router
 from bot.chat.message import Message
 from bot.service.ports import DeliveryError, Outgoing
 
@@ -90,13 +90,6 @@ def _error_of(e: SlackApiError) -> tuple[str, int, float | None]:
             except (TypeError, ValueError):
                 retry_after = None
     return error, status, retry_after
-
-
-class Router(Protocol):
-    async def client_for(self, place: str | None) -> AsyncWebClient:
-        """The client whose token reaches `place` (a channel, conversation or user id).
-        Raises DeliveryError when no token does."""
-        ...
 
 
 class SlackMessenger:

@@ -47,12 +47,13 @@ from adapters.slack import inbound
 from adapters.slack.directory import SlackDirectory
 from adapters.slack.listeners import Background, Gate, Listeners
 from adapters.slack.manifest import BOT_SCOPES
-from adapters.slack.messenger import Router, SlackMessenger
+from adapters.slack.messenger import SlackMessenger
 from adapters.slack.replies import Replier
 from adapters.slack.workspaces import (
     BoltInstallationStore,
     ManyWorkspaces,
     OneWorkspace,
+    Router,
     install_key,
 )
 from bot.config import SlackSettings

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.bot import Bot
@@ -36,6 +36,13 @@ CLIENT_TTL = 60.0
 NOT_INSTALLED = "not_installed"
 
 Key = tuple[str | None, str | None]  # (enterprise id, team id)
+
+
+class Router(Protocol):
+    async def client_for(self, place: str | None) -> AsyncWebClient:
+        """The client whose token reaches `place` (a channel, conversation or user id).
+        Raises DeliveryError when no token does."""
+        ...
 
 
 class OneWorkspace:
