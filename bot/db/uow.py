@@ -185,13 +185,20 @@ class SqlUnitOfWork:
                    ("summarised", "bool"))
         values = [(cohort_id, instant(slot), instant(slot), minutes, "schedule", SCHEDULED, 0,
                    false, 0, false) for cohort_id, slot, minutes in rows]
-        ids: dict[tuple[int, datetime], int] = {}
         if self._dialect() == "postgresql":
-            for sid, cid, slot in await self._insert_returning("sessions", columns, values,
-                                                               "id, cohort_id, slot"):
-                ids[(cid, slot)] = sid
-            return [ids[(cohort_id, slot)] for cohort_id, slot, _ in rows]
+            # Ids drawn from the sequence up front, then the rows COPYed with them: no
+            # RETURNING to match back, and COPY is PostgreSQL's fast path for bulk writes.
+            conn = await self.s.connection()
+            drawn = await conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('sessions', 'id')) "
+                "FROM generate_series(1, %s)", (len(values),))
+            new_ids = [sid for (sid,) in drawn]
+            await self._copy_rows("sessions", ("id", *(name for name, _ in columns)),
+                                  [(sid, *row) for sid, row in zip(new_ids, values,
+                                                                   strict=True)])
+            return new_ids
         await self._insert_rows("sessions", columns, values)
+        ids: dict[tuple[int, datetime], int] = {}
         # Then the ids by their unique (cohort, slot), a chunk at a time (RETURNING in
         # parameter order would cost one statement per row on SQLite).
         c = t.sessions.c
@@ -223,11 +230,24 @@ class SqlUnitOfWork:
         upsert = (" ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at, "
                   "stale_at = excluded.stale_at, payload = excluded.payload, "
                   f"status = excluded.status WHERE notifications.status = '{VOID}'")
-        return await self._insert_rows("notifications", columns, [
-            (n.key, n.kind, cohort_id, session_id, instant(n.due_at), instant(n.stale_at),
-             json.dumps(n.payload), PENDING, false)
-            for cohort_id, session_id, n in rows
-        ], suffix=upsert)
+        values = [(n.key, n.kind, cohort_id, session_id, instant(n.due_at), instant(n.stale_at),
+                   json.dumps(n.payload), PENDING, false) for cohort_id, session_id, n in rows]
+        if self._dialect() == "sqlite":
+            return await self._insert_rows("notifications", columns, values, suffix=upsert)
+        # COPY has no ON CONFLICT: the rows go to a transaction-scoped staging table first,
+        # and from there into place with the upsert, in one statement.
+        names = ", ".join(name for name, _ in columns)
+        conn = await self.s.connection()
+        await conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS staged_notifications ("
+            + ", ".join(f"{name} {kind}" for name, kind in columns)
+            + ") ON COMMIT DELETE ROWS")
+        await self._copy_rows("staged_notifications", [name for name, _ in columns], values)
+        result = await conn.exec_driver_sql(
+            f"INSERT INTO notifications ({names}) SELECT {names} FROM staged_notifications"
+            f"{upsert}")
+        await conn.exec_driver_sql("TRUNCATE staged_notifications")
+        return result.rowcount
 
     async def _insert_rows(self, table: str, columns: Sequence[tuple[str, str]],
                            values: Sequence[tuple[Any, ...]], suffix: str = "") -> int:
@@ -248,15 +268,17 @@ class SqlUnitOfWork:
             written += (await conn.exec_driver_sql(sql, params)).rowcount
         return written
 
-    async def _insert_returning(self, table: str, columns: Sequence[tuple[str, str]],
-                                values: Sequence[tuple[Any, ...]],
-                                returning: str) -> list[tuple[Any, ...]]:
-        """PostgreSQL only: `_insert_rows` that returns `returning` of every row."""
+    async def _copy_rows(self, table: str, names: Sequence[str],
+                         values: Sequence[tuple[Any, ...]]) -> None:
+        """PostgreSQL only: write plain tuples with COPY, inside the unit's transaction."""
         conn = await self.s.connection()
-        out: list[tuple[Any, ...]] = []
-        for sql, params in self._unnest(table, columns, values, f" RETURNING {returning}"):
-            out += [tuple(r) for r in await conn.exec_driver_sql(sql, params)]
-        return out
+        raw = (await conn.get_raw_connection()).driver_connection
+        if raw is None:
+            raise RuntimeError("the unit of work's connection is closed")
+        async with raw.cursor() as cur, cur.copy(
+                f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in values:
+                await copy.write_row(row)
 
     @staticmethod
     def _unnest(table: str, columns: Sequence[tuple[str, str]],

@@ -115,6 +115,37 @@ async def test_bulk_insert_skips_live_keys_and_revives_void_ones(db_url: str) ->
     await engine.dispose()  # type: ignore[attr-defined]
 
 
+async def test_bulk_sessions_get_their_ids_in_order_and_notices_can_follow(db_url: str) -> None:
+    from bot.domain.model import Session
+    from bot.domain.planning import PlannedNotice
+
+    uows, engine = _factory(db_url)
+    cid = await _cohort(uows)
+    slots = [T0 + timedelta(days=7 * i) for i in range(3)]
+    # Twice, each in its own transaction: the second pass reuses whatever the first set up.
+    for week in (0, 3):
+        async with uows() as uow:
+            rows = [(cid, slot + timedelta(days=7 * week), 90) for slot in slots]
+            ids = await uow.insert_sessions(rows)
+            for (_, slot, _), sid in zip(rows, ids, strict=True):
+                session = await uow.get(Session, sid)
+                assert session is not None and session.starts_at == slot
+                assert session.duration_min == 90 and session.cohort_id == cid
+            for part in (ids[:1], ids[1:]):  # two bulk writes in one transaction
+                assert await uow.insert_notifications([
+                    (cid, sid, PlannedNotice(key=f"s{sid}", kind="reminder", due_at=T0,
+                                             stale_at=T0 + timedelta(1),
+                                             payload={"session": sid}))
+                    for sid in part]) == len(part)
+            await uow.commit()
+    async with uows() as uow:
+        found = await uow.find(Notification)
+        assert sorted(n.key for n in found) == sorted(
+            f"s{n.session_id}" for n in found if n.payload == {"session": n.session_id})
+        assert len(found) == 6
+    await engine.dispose()  # type: ignore[attr-defined]
+
+
 async def test_outbox_dedupes_by_key_and_next_due_is_the_earliest(db_url: str) -> None:
     uows, engine = _factory(db_url)
     cid = await _cohort(uows)
