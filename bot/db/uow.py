@@ -26,10 +26,13 @@ from bot.domain.model import (
     PENDING,
     SCHEDULED,
     VOID,
+    Cohort,
+    Member,
     Notification,
     OutboxMessage,
     Session,
 )
+from bot.domain.refs import UserRef
 from bot.service.ports import NewNotification, PlanTarget, SessionInfo
 
 T = TypeVar("T")
@@ -107,6 +110,16 @@ class SqlUnitOfWork:
             stmt = stmt.order_by(*t.MAPPING[cls].primary_key.columns)
         return list((await self.s.scalars(stmt)).all())
 
+    async def cohort_and_member(self, user: UserRef, **eq: Any
+                                ) -> tuple[Cohort | None, Member | None]:
+        m = t.members.c
+        stmt = (select(Cohort, Member)
+                .outerjoin(Member, and_(m.cohort_id == t.cohorts.c.id,
+                                        m.platform == user.platform, m.user_id == user.id))
+                .where(*self._where(Cohort, eq)).order_by(t.cohorts.c.id, m.id).limit(1))
+        row = (await self.s.execute(stmt)).first()
+        return (row[0], row[1]) if row is not None else (None, None)
+
     async def delete_where(self, cls: type[Any], **eq: Any) -> int:
         # "fetch" keeps the identity map true to the database without expiring everything
         # (an expired object would need I/O on its next attribute read, which async forbids).
@@ -117,11 +130,14 @@ class SqlUnitOfWork:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def sessions_between(
-        self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False
+        self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False,
+        or_slot: bool = False,
     ) -> list[Session]:
         c = t.sessions.c
+        starts = and_(c.starts_at >= start, c.starts_at < end)
         stmt = select(Session).where(
-            c.cohort_id == cohort_id, c.starts_at >= start, c.starts_at < end
+            c.cohort_id == cohort_id,
+            or_(starts, and_(c.slot >= start, c.slot < end)) if or_slot else starts,
         )
         if not include_cancelled:
             stmt = stmt.where(c.status != CANCELLED)

@@ -21,7 +21,7 @@ from bot.domain.refs import UserRef
 from bot.service import actions, cohorts, people, questions, sessions
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
-from bot.service.context import Ctx, Handler, member_of
+from bot.service.context import Ctx, Handler
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -119,30 +119,28 @@ class Bot:
         spec = parsed.spec
         ctx = Ctx(uow=uow, inv=inv, now=self._clock.now(), policy=self.policy,
                   directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)))
-        ctx.cohort_ = await self._cohort(uow, inv, parsed)
-        if ctx.cohort_ is not None:
-            ctx.member_ = await member_of(uow, ctx.cohort_, inv.user)
+        ctx.cohort_, ctx.member_ = await self._cohort(uow, inv, parsed)
         ctx.role = await self._role(inv, ctx.member_, directory)
         if spec.needs_cohort and ctx.cohort_ is None:
             raise UserError(await self._no_cohort(uow, inv), usage=ctx.usage)
         self._authorize(ctx, parsed)
         return ctx
 
-    async def _cohort(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Cohort | None:
+    async def _cohort(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed
+                      ) -> tuple[Cohort | None, Member | None]:
+        """The cohort the command is about, and the caller's membership of it."""
         if parsed.cohort is not None:
-            found = await uow.find(Cohort, slug=parsed.cohort)
-            if not found:
+            cohort, member = await uow.cohort_and_member(inv.user, slug=parsed.cohort)
+            if cohort is None:
                 raise UserError(f"No cohort has the id '{parsed.cohort[:40]}'.")
-            return found[0]
+            return cohort, member
         if inv.channel is not None:
-            found = await uow.find(Cohort, platform=inv.channel.platform,
-                                   channel_id=inv.channel.id)
-            return found[0] if found else None
+            return await uow.cohort_and_member(inv.user, platform=inv.channel.platform,
+                                               channel_id=inv.channel.id)
         mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
-        ids = {m.cohort_id for m in mine}
-        if len(ids) == 1:
-            return await uow.get(Cohort, ids.pop())
-        return None
+        if len({m.cohort_id for m in mine}) == 1:
+            return await uow.get(Cohort, mine[0].cohort_id), mine[0]
+        return None, None
 
     async def _no_cohort(self, uow: UnitOfWork, inv: Invocation) -> str:
         if inv.channel is not None:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.chat.commands import DayRef
 from bot.domain import rotation
 from bot.domain.errors import UserError
-from bot.domain.model import SCHEDULED, Absence, Assignment, Cohort, Member, Session
+from bot.domain.model import CANCELLED, SCHEDULED, Absence, Assignment, Cohort, Member, Session
 from bot.domain.schedule import Schedule, occurrences
 from bot.service.ports import UnitOfWork
 
@@ -25,20 +25,24 @@ def local_day(instant: datetime, zone: str) -> date:
     return instant.astimezone(ZoneInfo(zone)).date()
 
 
-async def ensure_sessions(uow: UnitOfWork, cohort: Cohort, now: datetime, until: datetime) -> None:
-    """Create the schedule's sessions in [now, until) that have no row yet."""
+async def ensure_sessions(uow: UnitOfWork, cohort: Cohort, now: datetime,
+                          until: datetime) -> list[Session]:
+    """Create the schedule's sessions in [now, until) that have no row yet; returns every
+    session that starts in the window or was scheduled to (cancelled ones too), unordered."""
+    found = await uow.sessions_between(cohort.id, now, until, include_cancelled=True,
+                                       or_slot=True)
     if cohort.schedule is None:
-        return
+        return found
     sched = Schedule.from_json(cohort.schedule)
-    slots = occurrences(sched, after=now, before=until)
-    if not slots:
-        return
-    known = {s.slot for s in await uow.find(Session, cohort_id=cohort.id, slot=tuple(slots))}
+    known = {s.slot for s in found}
     duration = int(sched.duration.total_seconds() // 60)
-    for slot in slots:
-        if slot not in known:
-            uow.add(Session(cohort_id=cohort.id, starts_at=slot, slot=slot, duration_min=duration))
-    await uow.flush()
+    new = [Session(cohort_id=cohort.id, starts_at=slot, slot=slot, duration_min=duration)
+           for slot in occurrences(sched, after=now, before=until) if slot not in known]
+    if new:
+        for session in new:
+            uow.add(session)
+        await uow.flush()
+    return found + new
 
 
 async def upcoming(
@@ -48,10 +52,10 @@ async def upcoming(
     span = timedelta(days=35)
     while True:
         until = now + span
-        await ensure_sessions(uow, cohort, now, until)
-        found = await uow.sessions_between(
-            cohort.id, now, until, include_cancelled=include_cancelled
-        )
+        found = sorted((s for s in await ensure_sessions(uow, cohort, now, until)
+                        if now <= s.starts_at < until
+                        and (include_cancelled or s.status != CANCELLED)),
+                       key=lambda s: (s.starts_at, s.id))
         if len([s for s in found if s.status == SCHEDULED]) >= count or span >= MAX_LOOKAHEAD:
             out: list[Session] = []
             scheduled = 0

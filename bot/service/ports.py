@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from bot.chat.message import Message
-from bot.domain.model import Notification, OutboxMessage, Session
+from bot.domain.model import Cohort, Member, Notification, OutboxMessage, Session
 from bot.domain.planning import PlannedNotice
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import Core
@@ -86,9 +86,18 @@ class UnitOfWork(Protocol):
 
     async def delete_where(self, cls: type[Any], **eq: Any) -> int: ...
 
+    async def cohort_and_member(self, user: UserRef, **eq: Any
+                                ) -> tuple[Cohort | None, Member | None]:
+        """The cohort matching `eq` (as `find`) and `user`'s membership of it, in one read."""
+        ...
+
     async def sessions_between(
-        self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False
-    ) -> list[Session]: ...
+        self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False,
+        or_slot: bool = False,
+    ) -> list[Session]:
+        """The cohort's sessions starting in [start, end), by start; with `or_slot`, also
+        those whose schedule slot is in it (a session moved out of the window)."""
+        ...
 
     async def plan_targets(self, after_id: int, limit: int) -> list[PlanTarget]:
         """Up to `limit` active cohorts with a schedule and an id above `after_id`, by id."""
