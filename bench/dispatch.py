@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import math
 import re
 import sys
@@ -79,17 +80,24 @@ async def bench(kind: str, dbs: c.BenchDatabases, args: argparse.Namespace,
         setup_s = time.perf_counter() - t0
 
         ch0 = ChannelRef(c.PLATFORM, c.channel_of(0))
+        # With --event-ids each command carries a platform event id, as the Matrix and Slack
+        # adapters pass one: the core then records it (to drop redeliveries) in the same
+        # transaction, so even `next` writes.
+        event = (lambda tag, i: f"{tag}-{i}") if args.event_ids else (lambda tag, i: None)
         nexts = [Invocation(user=UserRef(c.PLATFORM, c.member_id(0, i % members)), text="next",
-                            channel=ch0) for i in range(n)]
+                            channel=ch0, event_id=event("next", i)) for i in range(n)]
         slots = cohorts * members
         adds = []
         for i in range(n * rounds):
             co, k = divmod(i % slots, members)  # 3 passes over every member at most
             adds.append(Invocation(user=UserRef(c.PLATFORM, c.member_id(co, k)),
                                    text=f"action add Write the intro, part {i}",
-                                   channel=ChannelRef(c.PLATFORM, c.channel_of(co))))
+                                   channel=ChannelRef(c.PLATFORM, c.channel_of(co)),
+                                   event_id=event("add", i)))
 
-        await _run(app, nexts[: args.warmup], "Next session of", c.Latencies(), [])
+        warm = [dataclasses.replace(inv, event_id=event("warm", i))
+                for i, inv in enumerate(nexts[: args.warmup])]
+        await _run(app, warm, "Next session of", c.Latencies(), [])
         results: dict[str, Any] = {"kind": kind, "setup_s": setup_s, "cohorts": cohorts,
                                    "version": c.versions_line(kind, url), "runs": []}
         for r in range(rounds):
@@ -130,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds of (N × next, N × action add); figures pool all rounds and the "
                         "spread of p99 over rounds is shown (default: %(default)s)")
     p.add_argument("--members", type=int, default=8, help="members per cohort (default: 8)")
+    p.add_argument("--event-ids", action="store_true",
+                   help="give every command a unique platform event id, as the chat adapters "
+                        "do (the core then records it, so every command writes)")
     p.add_argument("--warmup", type=int, default=50,
                    help="uncounted `next` commands first (default: %(default)s)")
     args = p.parse_args(argv)

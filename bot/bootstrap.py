@@ -70,6 +70,7 @@ class App:
     bot: Bot
     dispatcher: Dispatcher
     planner: Planner
+    uow: SqlUnitOfWorkFactory
     messengers: dict[str, Messenger] = field(default_factory=dict)
 
     async def advance_to(self, target: datetime) -> None:
@@ -118,7 +119,7 @@ def build(
     planner = Planner(uow, clock, policy)
     bot = Bot(uow, clock, policy, directories)
     return App(settings=settings, engine=engine, clock=clock, policy=policy, bot=bot,
-               dispatcher=dispatcher, planner=planner, messengers=messengers)
+               dispatcher=dispatcher, planner=planner, uow=uow, messengers=messengers)
 
 
 def platforms_from(settings: Settings, installations: SlackInstallations | None = None
@@ -158,7 +159,13 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
                 use(installations)
     waker = Waker(app.dispatcher, app.planner, app.clock, settings.scheduler.sweep_seconds)
     started: list[Platform] = []
+    ops = None
     try:
+        if settings.ops.enabled:
+            from bot.ops import OpsServer
+
+            ops = OpsServer(settings.ops, app, platforms)
+            await ops.start()
         if sqlite_path(settings.database.url) is not None:
             # SQLite means one process: leases left by a crashed run can be dropped at once.
             await app.dispatcher.release_leases()
@@ -174,6 +181,8 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
         await waker.stop()
         for platform in reversed(started):
             await platform.stop()
+        if ops is not None:
+            await ops.stop()
         await app.close()
 
 

@@ -391,6 +391,16 @@ def _redact(value: Any) -> Any:
     return value
 
 
+class OpsSettings(BaseModel):
+    """`/healthz` and `/metrics` for operators (off unless enabled)."""
+
+    model_config = _SECTION_CONFIG
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port (tests)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -409,6 +419,7 @@ class Settings(BaseSettings):
     terminal: TerminalSettings = Field(default_factory=TerminalSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     matrix: MatrixSettings = Field(default_factory=MatrixSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
 

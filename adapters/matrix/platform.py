@@ -44,6 +44,7 @@ from nio import (
 
 from adapters.matrix.inbound import command_text
 from adapters.matrix.render import render
+from bot import metrics
 from bot.config import MatrixSettings
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import Core, Invocation, Reply
@@ -103,6 +104,9 @@ class MatrixPlatform:
             await asyncio.wait(self._handlers, timeout=10)
         if self.client is not None:
             await self.client.close()
+
+    async def health(self) -> str | None:
+        return None if self.ready.is_set() else "not syncing with the homeserver"
 
     async def _run(self) -> None:
         pause = 1.0
@@ -429,6 +433,7 @@ class MatrixPlatform:
             if _code(resp) == "M_LIMIT_EXCEEDED":
                 wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
                 self._not_before = time.monotonic() + wait
+                metrics.rate_limited(self.name, wait)
                 if waited + wait <= RATE_LIMIT_BUDGET:
                     log.info("matrix: rate limited; sending again in %.1f s", wait)
                     continue

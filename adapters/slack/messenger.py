@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack import render
 from adapters.slack.pacing import Pacer
 from adapters.slack.workspaces import NOT_INSTALLED, OneWorkspace, Router
+from bot import metrics
 from bot.chat.message import Message
 from bot.service.ports import DeliveryError, Outgoing
 
@@ -201,6 +202,7 @@ class SlackMessenger:
                 if status == 429 or error == "ratelimited":
                     wait = retry_after or 1.0
                     self.pacer.hold(channel, wait)
+                    metrics.rate_limited("slack", wait)
                     raise DeliveryError("ratelimited", retry_after=wait) from None
                 if error in PERMANENT or error in DEAD_TOKEN:
                     raise DeliveryError(error, permanent=True) from None

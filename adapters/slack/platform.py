@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any
 
 import aiohttp
@@ -56,6 +57,7 @@ from adapters.slack.workspaces import (
     Router,
     install_key,
 )
+from bot import metrics
 from bot.config import SlackSettings
 from bot.service.api import Core
 from bot.service.ports import SlackInstallations
@@ -83,10 +85,21 @@ def retry_handlers(*, rate_limit_retries: int = 2) -> list[AsyncRetryHandler]:
     from aiohttp import ClientConnectorError
 
     return [
-        AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+        _CountedRateLimitRetryHandler(max_retry_count=rate_limit_retries),
         AsyncServerErrorRetryHandler(max_retry_count=2),
         AsyncConnectionErrorRetryHandler(max_retry_count=2, error_types=[ClientConnectorError]),
     ]
+
+
+class _CountedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (it sleeps `Retry-After`), with the wait counted."""
+
+    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
+        started = time.monotonic()
+        try:
+            await super().prepare_for_next_attempt_async(**kwargs)
+        finally:
+            metrics.rate_limited("slack", time.monotonic() - started)
 
 
 class SlackPlatform:
@@ -277,6 +290,15 @@ class SlackPlatform:
                 await session.close()
         self._session = self._quick_session = None
         log.info("slack: stopped")
+
+    async def health(self) -> str | None:
+        if self.app is None:
+            return "not started (see the log)"
+        if self.settings.mode == "http":
+            return None if self._runner is not None and self.port else "not listening"
+        if self._socket is None or not await self._socket.client.is_connected():
+            return "socket mode not connected"
+        return None
 
     async def _serve_http(self) -> None:
         web_app = web.Application()

@@ -31,6 +31,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     map_entities()
+    if make_url(url).get_backend_name() == "postgresql":
+        # After the server restarts, the pool hands out live connections only; while it is
+        # down, a command waits seconds, not minutes, before it hears so.
+        kwargs = {"pool_pre_ping": True, "pool_timeout": 5,
+                  "connect_args": {"connect_timeout": 5}, **kwargs}
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import Integer, Text, and_, any_, cast, delete, func, literal, or_, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -429,6 +430,14 @@ class SqlUnitOfWork:
         found = [_aware(v) for v in (first_n, first_o) if v is not None]
         return min(found) if found else None
 
+    async def outbox_backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        """How many messages wait to be sent, and the due instant of the oldest due one."""
+        o = t.outbox.c
+        depth = await self.s.scalar(select(func.count()).where(o.status == PENDING))
+        oldest = await self.s.scalar(select(func.min(o.due_at)).where(
+            o.status == PENDING, o.due_at <= now))
+        return int(depth or 0), _aware(oldest) if oldest is not None else None
+
     async def void_pending(self, *, session_id: int, kinds: Sequence[str] | None = None) -> int:
         self.schedule_changed = True
         c = t.notifications.c
@@ -466,6 +475,23 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self._factory)
+
+    def unavailable(self, error: BaseException) -> bool:
+        return storage_unavailable(error)
+
+
+def storage_unavailable(error: BaseException) -> bool:
+    """Whether `error` is the database being unreachable or busy, not a fault of ours:
+    a lost or refused connection, a pool that ran dry, SQLite locked by another writer."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
+        return True
+    if isinstance(error, sa_exc.OperationalError):
+        # SQLite reports a missing table as an OperationalError too: that one is a bug.
+        text = str(error.orig).lower()
+        return not any(word in text for word in ("no such", "syntax error", "has no column"))
+    return False
 
 
 @lru_cache(maxsize=1024)

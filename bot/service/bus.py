@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from bot import metrics
 from bot.chat import commands as c
 from bot.chat.grammar import Parsed, Role, UsageError, parse
 from bot.chat.message import Message
@@ -25,6 +26,9 @@ from bot.service.context import Ctx, Handler
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+
+# Command outcomes, as counted in `cohortbot_commands`.
+OK, REFUSED, UNAVAILABLE, ERROR, DUPLICATE = "ok", "refused", "unavailable", "error", "duplicate"
 
 HANDLERS: dict[type[c.Command], Handler] = {
     **people.HANDLERS,
@@ -80,13 +84,16 @@ class Bot:
         return self._directories.get(platform) or NullDirectory()
 
     async def handle(self, inv: Invocation) -> list[Reply]:
-        word = self.policy.prefix_for(inv.user.platform)
+        platform = inv.user.platform
+        word = self.policy.prefix_for(platform)
         try:
-            parsed = parse(inv.text, platform=inv.user.platform, word=word)
+            parsed = parse(inv.text, platform=platform, word=word)
         except UsageError as e:
+            metrics.COMMANDS.labels(platform, REFUSED).inc()
             return [error_reply(e.message, e.usage)]
         if parsed.spec.secret and inv.channel is not None and inv.seen_by_channel:
             # Nothing is run or stored: the whole channel saw who typed it.
+            metrics.COMMANDS.labels(platform, REFUSED).inc()
             return [Reply(message=Message.of(
                 f"Everyone in the channel can see that message, so I did not act on it. Send "
                 f"it to me in a direct message instead: {word} {parsed.spec.name} …"),
@@ -96,18 +103,28 @@ class Bot:
             async with self._uow() as uow:
                 if inv.event_id is not None and not await uow.seen(inv.event_id,
                                                                    self._clock.now()):
+                    metrics.COMMANDS.labels(platform, DUPLICATE).inc()
                     return []  # a platform redelivered an event we already handled
                 ctx = await self._context(uow, inv, parsed)
                 reply = await HANDLERS[type(parsed.command)](ctx, parsed.command)
                 await uow.commit()
                 changed = uow.schedule_changed
         except UserError as e:
+            metrics.COMMANDS.labels(platform, REFUSED).inc()
             return [error_reply(e.message, e.usage or parsed.spec.usage(word))]
-        except Exception:
+        except Exception as e:
             ref = secrets.token_hex(4)
+            if self._uow.unavailable(e):
+                metrics.COMMANDS.labels(platform, UNAVAILABLE).inc()
+                log.warning("database unavailable ref=%s command=%r (%s)", ref,
+                            parsed.spec.name, type(e).__name__)
+                return [error_reply(f"The bot is temporarily unavailable (ref {ref}). Nothing "
+                                    "was changed; please try again in a minute.", None)]
+            metrics.COMMANDS.labels(platform, ERROR).inc()
             log.exception("unexpected error ref=%s command=%r", ref, parsed.spec.name)
             return [error_reply(f"Something went wrong on our side (ref {ref}). Nothing was "
                                 "changed; please try again later.", None)]
+        metrics.COMMANDS.labels(platform, OK).inc()
         log.debug("handled %r in %.1f ms", parsed.spec.name, (time.perf_counter() - started) * 1e3)
         if changed and self._on_change is not None:
             self._on_change()  # (a command that only reads leaves the scheduler alone)

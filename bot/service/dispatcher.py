@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot import metrics
 from bot.chat.message import Message
 from bot.domain.model import DROPPED, FAILED, SENT, OutboxMessage
 from bot.service.api import Policy
@@ -40,6 +41,11 @@ OUTAGE_MAX_PAUSE = timedelta(seconds=60)
 UNREACHABLE = "unreachable"
 SEND_LANES = 8  # places sent to side by side
 FIRST_FIRE_BATCH = 2 * SEND_LANES  # then doubling up to the policy's batch size
+
+
+# How `_send_one`'s outcomes are named in `cohortbot_messages`.
+_OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", DROPPED: "dropped", "retry": "retried",
+                  UNREACHABLE: "postponed"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,6 +84,10 @@ class Dispatcher:
                 m.claimed_until = None
             await uow.commit()
         return len(leased)
+
+    def unreachable(self) -> list[str]:
+        """The platforms whose last send found them down (until one gets through)."""
+        return sorted(self._outage)
 
     async def next_due(self) -> datetime | None:
         """When there is next something to do: a notification to fire, or a message for a
@@ -119,17 +129,19 @@ class Dispatcher:
 
     async def _fire_batch(self, size: int) -> tuple[int, int]:
         """Fire one batch of due notifications in one transaction."""
-        fired = dropped = 0
+        outcomes: Counter[str] = Counter()
         now = self._clock.now()
         async with self._uow() as uow:
             for notice in await uow.claim_notifications(now, size):
                 if await fire(uow, notice, now, self._policy, self._directories):
-                    fired += 1
+                    outcomes["late" if notice.late else "on_time"] += 1
                 else:
-                    dropped += 1
+                    outcomes["dropped"] += 1
                 await plan_next(uow, notice)
             await uow.commit()
-        return fired, dropped
+        for outcome, n in outcomes.items():  # (counted once committed)
+            metrics.NOTIFICATIONS.labels(outcome).inc(n)
+        return outcomes["late"] + outcomes["on_time"], outcomes["dropped"]
 
     async def _send_due(self) -> tuple[int, int, int]:
         """Send what is due, a claimed batch at a time. Messages to different places go out
@@ -171,6 +183,7 @@ class Dispatcher:
                         continue
                     outcome = await self._send_one(row)
                     counts[outcome] += 1
+                    metrics.MESSAGES.labels(row.platform, _OUTCOME_WORDS[outcome]).inc()
                     if outcome == UNREACHABLE:
                         down.add(row.platform)
 
@@ -190,6 +203,7 @@ class Dispatcher:
         try:
             message_id = await self._messengers[row.platform].send(out)
         except DeliveryError as e:
+            metrics.PLATFORM_ERRORS.labels(row.platform).inc()
             if e.unreachable:
                 pause = self._outage.get(row.platform, OUTAGE_FIRST_PAUSE)
                 self._outage[row.platform] = min(pause * 2, OUTAGE_MAX_PAUSE)

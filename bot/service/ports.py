@@ -164,6 +164,11 @@ class UnitOfWork(Protocol):
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
 
+    def unavailable(self, error: BaseException) -> bool:
+        """Whether `error` means the database cannot be reached or used just now (down,
+        connection lost, locked by another writer), as opposed to a bug."""
+        ...
+
 
 class DeliveryError(Exception):
     """A send failed. `permanent` errors are not retried; `retry_after` is a platform hint;
@@ -233,6 +238,10 @@ class Platform(Protocol):
     async def start(self, core: Core) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def health(self) -> str | None:
+        """None when connected and serving; else a short reason, with no user data in it."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.messenger import METADATA_TYPE, SlackMessenger
 from adapters.slack.pacing import Pacer
 from adapters.slack.platform import retry_handlers
+from bot import metrics
 from bot.chat.message import Message
 from bot.service.ports import DeliveryError, Outgoing
 from tests.slack.conftest import free_port
@@ -132,6 +133,11 @@ async def test_a_post_whose_outcome_is_unknown_is_not_posted_twice(
 async def test_rate_limits_become_retry_after(messenger: SlackMessenger,
                                               fake_slack: FakeSlack) -> None:
     fake_slack.ratelimit_next("chat.postMessage", retry_after=4)
+    def waits() -> float:
+        return metrics.REGISTRY.get_sample_value("cohortbot_rate_limit_waits_total",
+                                                 {"platform": "slack"}) or 0.0
+
+    before = waits()
 
     with pytest.raises(DeliveryError) as info:
         await messenger.send(outgoing(1, "x"))
@@ -139,6 +145,7 @@ async def test_rate_limits_become_retry_after(messenger: SlackMessenger,
     assert info.value.reason == "ratelimited" and info.value.retry_after == 4.0
     assert not info.value.permanent
     assert messenger.pacer.delay(W.channel) > 3.0  # nothing else goes there meanwhile
+    assert waits() == before + 1  # counted for /metrics
 
 
 @pytest.mark.parametrize("error", ["not_in_channel", "is_archived", "channel_not_found"])
