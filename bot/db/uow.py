@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.db import tables as t
 from bot.domain.model import (
@@ -27,10 +28,13 @@ from bot.domain.model import (
     PENDING,
     SCHEDULED,
     VOID,
+    Absence,
+    Assignment,
     Cohort,
     Member,
     Notification,
     OutboxMessage,
+    Person,
     Session,
 )
 from bot.domain.refs import UserRef
@@ -111,15 +115,36 @@ class SqlUnitOfWork:
             stmt = stmt.order_by(*t.MAPPING[cls].primary_key.columns)
         return list((await self.s.scalars(stmt)).all())
 
-    async def cohort_and_member(self, user: UserRef, **eq: Any
-                                ) -> tuple[Cohort | None, Member | None]:
-        m = t.members.c
-        stmt = (select(Cohort, Member)
+    async def cohort_and_caller(self, user: UserRef, **eq: Any
+                                ) -> tuple[Cohort | None, Member | None, Person | None]:
+        m, p = t.members.c, t.persons.c
+        stmt = (select(Cohort, Member, Person)
                 .outerjoin(Member, and_(m.cohort_id == t.cohorts.c.id,
                                         m.platform == user.platform, m.user_id == user.id))
-                .where(*self._where(Cohort, eq)).order_by(t.cohorts.c.id, m.id).limit(1))
+                .outerjoin(Person, and_(p.platform == user.platform, p.user_id == user.id))
+                .where(*self._where(Cohort, eq)).order_by(t.cohorts.c.id).limit(1))
         row = (await self.s.execute(stmt)).first()
-        return (row[0], row[1]) if row is not None else (None, None)
+        return (row[0], row[1], row[2]) if row is not None else (None, None, None)
+
+    async def roster_rows(self, cohort_id: int) -> list[tuple[Member, Absence | None]]:
+        m = t.members.c
+        stmt = (select(Member, Absence).outerjoin(Absence, t.absences.c.member_id == m.id)
+                .where(m.cohort_id == cohort_id, m.is_member.is_(True))
+                .order_by(m.joined_at, m.id, t.absences.c.id))
+        return [(member, absence) for member, absence in await self.s.execute(stmt)]
+
+    async def sessions_with_roles(
+        self, cohort_id: int, session_ids: Sequence[int], announced_before: datetime | None
+    ) -> list[tuple[Session, Assignment | None]]:
+        c, a = t.sessions.c, t.assignments.c
+        wanted: ColumnElement[bool] = c.id.in_(list(session_ids))
+        if announced_before is not None:
+            wanted = or_(wanted, and_(c.starts_at < announced_before, c.announced.is_(True),
+                                      c.status != CANCELLED))
+        stmt = (select(Session, Assignment).outerjoin(Assignment, a.session_id == c.id)
+                .where(c.cohort_id == cohort_id, wanted)
+                .order_by(c.starts_at, c.id, a.id))
+        return [(session, role) for session, role in await self.s.execute(stmt)]
 
     async def delete_where(self, cls: type[Any], **eq: Any) -> int:
         # "fetch" keeps the identity map true to the database without expiring everything

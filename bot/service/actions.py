@@ -7,7 +7,7 @@ from bot.chat.message import Message, Strong, When, lines
 from bot.domain.model import Action
 from bot.service.checkins import ANSWER_WORDS, open_actions, tally
 from bot.service.cohort_state import next_session, roster
-from bot.service.context import Ctx, Handler, zone_of
+from bot.service.context import Ctx, Handler
 
 MAX_OPEN = 3
 
@@ -62,7 +62,7 @@ async def show_checkin(ctx: Ctx, cmd: c.ShowCheckin) -> Message:
     me = ctx.member
     open_ = await open_actions(ctx.uow, me.id)
     session = await next_session(ctx.uow, ctx.cohort, ctx.now)
-    zone = await zone_of(ctx.uow, ctx.directory, ctx.user, ctx.cohort.zone)
+    zone = await ctx.zone()
     head = Message.of(Strong("Your check-in"), " for the session on ",
                       When(session.starts_at, zone), ":") if session else \
         Message.of(Strong("Your check-in:"))

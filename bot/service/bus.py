@@ -17,12 +17,12 @@ from bot.chat import commands as c
 from bot.chat.grammar import Parsed, Role, UsageError, parse
 from bot.chat.message import Message
 from bot.domain.errors import NotAllowed, UserError
-from bot.domain.model import ARCHIVED, Cohort, Member
+from bot.domain.model import ARCHIVED, Cohort, Member, Person
 from bot.domain.refs import UserRef
 from bot.service import actions, cohorts, people, questions, sessions
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
-from bot.service.context import Ctx, Handler
+from bot.service.context import Ctx, Handler, Known
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ class Bot:
         spec = parsed.spec
         ctx = Ctx(uow=uow, inv=inv, now=self._clock.now(), policy=self.policy,
                   directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)))
-        ctx.cohort_, ctx.member_ = await self._cohort(uow, inv, parsed)
+        ctx.cohort_, ctx.member_, caller = await self._cohort(uow, inv, parsed)
+        if ctx.cohort_ is not None:  # (the caller's settings came along)
+            ctx.caller = Known(caller)
         ctx.role = await self._role(inv, ctx.member_, directory)
         if spec.needs_cohort and ctx.cohort_ is None:
             raise UserError(await self._no_cohort(uow, inv), usage=ctx.usage)
@@ -144,20 +146,21 @@ class Bot:
         return ctx
 
     async def _cohort(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed
-                      ) -> tuple[Cohort | None, Member | None]:
-        """The cohort the command is about, and the caller's membership of it."""
+                      ) -> tuple[Cohort | None, Member | None, Person | None]:
+        """The cohort the command is about, the caller's membership of it, and (when there
+        is a cohort) the caller's own settings."""
         if parsed.cohort is not None:
-            cohort, member = await uow.cohort_and_member(inv.user, slug=parsed.cohort)
-            if cohort is None:
+            found = await uow.cohort_and_caller(inv.user, slug=parsed.cohort)
+            if found[0] is None:
                 raise UserError(f"No cohort has the id '{parsed.cohort[:40]}'.")
-            return cohort, member
+            return found
         if inv.channel is not None:
-            return await uow.cohort_and_member(inv.user, platform=inv.channel.platform,
+            return await uow.cohort_and_caller(inv.user, platform=inv.channel.platform,
                                                channel_id=inv.channel.id)
         mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
         if len({m.cohort_id for m in mine}) == 1:
-            return await uow.get(Cohort, mine[0].cohort_id), mine[0]
-        return None, None
+            return await uow.cohort_and_caller(inv.user, id=mine[0].cohort_id)
+        return None, None, None
 
     async def _no_cohort(self, uow: UnitOfWork, inv: Invocation) -> str:
         if inv.channel is not None:

@@ -125,25 +125,14 @@ def present_at(members: list[Member], absences: dict[int, list[Absence]], sessio
     return [m for m in members if not is_away(absences.get(m.id, []), day)]
 
 
-async def history(uow: UnitOfWork, cohort: Cohort, before: datetime) -> list[rotation.PastSession]:
-    """Announced sessions before `before`, as the rotation rules see them."""
-    past = await uow.sessions_between(cohort.id, datetime.min.replace(tzinfo=before.tzinfo),
-                                      before)
-    past = [s for s in past if s.announced and s.roster]
-    if not past:
-        return []
-    rows = await uow.find(Assignment, session_id=tuple(s.id for s in past))
-    by_session: dict[int, dict[str, str]] = {}
-    for a in rows:
-        by_session.setdefault(a.session_id, {})[a.role] = str(a.member_id)
-    return [
-        rotation.PastSession(
-            assignments=by_session.get(s.id, {}),
-            members=frozenset(str(i) for i in (s.roster or {}).get("members", [])),
-            present=frozenset(str(i) for i in (s.roster or {}).get("present", [])),
-        )
-        for s in past
-    ]
+def _past_session(session: Session, roles: dict[str, int]) -> rotation.PastSession:
+    """An announced session as the rotation rules see it."""
+    roster_ = session.roster or {}
+    return rotation.PastSession(
+        assignments={role: str(member) for role, member in roles.items()},
+        members=frozenset(str(i) for i in roster_.get("members", [])),
+        present=frozenset(str(i) for i in roster_.get("present", [])),
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -172,8 +161,12 @@ class Roster:
 
 
 async def load_roster(uow: UnitOfWork, cohort: Cohort) -> Roster:
-    members = await roster(uow, cohort)
-    return Roster(members=members, absences=await absences_of(uow, members))
+    members: dict[int, Member] = {}
+    absences: dict[int, list[Absence]] = {}
+    for member, absence in await uow.roster_rows(cohort.id):  # (in queue order)
+        members[member.id] = member
+        absences.setdefault(member.id, []).extend([absence] if absence else [])
+    return Roster(members=list(members.values()), absences=absences)
 
 
 async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session],
@@ -186,14 +179,21 @@ async def casts(uow: UnitOfWork, cohort: Cohort, sessions: list[Session],
     scheduled = [s for s in sessions if s.status == SCHEDULED]
     if not scheduled:
         return out
-    stored = await uow.find(Assignment, session_id=tuple(s.id for s in scheduled))
-    by_session: dict[int, dict[str, int]] = {}
-    for a in stored:
-        by_session.setdefault(a.session_id, {})[a.role] = a.member_id
     # The rotation's history (every announced session so far) is only needed for a preview:
     # a reminder or `next` for an announced session reads its stored roles and nothing more.
-    previews = any(not (s.announced or s.id in by_session) for s in scheduled)
-    hist = await history(uow, cohort, scheduled[0].starts_at) if previews else []
+    # Either way, one read: the sessions' stored roles, and the history's with them.
+    previews = any(not s.announced for s in scheduled)
+    wanted = {s.id for s in scheduled}
+    rows = await uow.sessions_with_roles(cohort.id, sorted(wanted),
+                                         scheduled[0].starts_at if previews else None)
+    by_session: dict[int, dict[str, int]] = {}
+    past: dict[int, Session] = {}
+    for session, a in rows:
+        if session.id not in wanted:
+            past[session.id] = session
+        if a is not None:
+            by_session.setdefault(a.session_id, {})[a.role] = a.member_id
+    hist = [_past_session(s, by_session.get(s.id, {})) for s in past.values() if s.roster]
     for s in scheduled:
         present = present_at(members, absences, s, cohort.zone)
         present_ids = frozenset(m.id for m in present)

@@ -21,6 +21,13 @@ from bot.service.api import Invocation, Policy
 from bot.service.ports import Directory, UnitOfWork
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A row that was read, found or not (None)."""
+
+    person: Person | None
+
+
 @dataclass(kw_only=True)
 class Ctx:
     uow: UnitOfWork
@@ -33,6 +40,8 @@ class Ctx:
     member_: Member | None = None
     usage: str = ""
     queued: int = field(default=0)
+    #: The caller's own settings, when they were read along with the cohort.
+    caller: Known | None = None
 
     @property
     def user(self) -> UserRef:
@@ -54,6 +63,14 @@ class Ctx:
             raise NotAllowed(f"This is for members of {self.cohort.name}, and you are not one "
                              f"(an admin can add you: {self.cmd('cohort members add @you')}).")
         return self.member_
+
+    async def zone(self) -> str:
+        """The zone to show the caller times in: theirs, their profile's, else the cohort's
+        (or the bot's default outside a cohort)."""
+        fallback = self.cohort_.zone if self.cohort_ else self.policy.default_zone
+        if self.caller is not None:
+            return await person_zone(self.caller.person, self.directory, self.user, fallback)
+        return await zone_of(self.uow, self.directory, self.user, fallback)
 
     def cmd(self, text: str) -> str:
         """How the caller writes a command on their platform, for hints in replies."""
@@ -123,7 +140,12 @@ async def queue_message(
 async def zone_of(uow: UnitOfWork, directory: Directory | None, user: UserRef,
                   fallback: str) -> str:
     """The zone to show `user` times in: their own choice, their profile's, else `fallback`."""
-    person = await person_of(uow, user)
+    return await person_zone(await person_of(uow, user), directory, user, fallback)
+
+
+async def person_zone(person: Person | None, directory: Directory | None, user: UserRef,
+                      fallback: str) -> str:
+    """`zone_of` with the person's row already read."""
     if person and person.zone:
         return person.zone
     if directory is not None:

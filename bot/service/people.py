@@ -7,7 +7,7 @@ from bot.chat.grammar import find_specs, help_lines
 from bot.chat.message import Message, lines
 from bot.domain.model import Member, Person, Swap
 from bot.domain.timeparse import parse_zone
-from bot.service.context import Ctx, Handler, person_of, zone_of
+from bot.service.context import Ctx, Handler, person_of
 
 
 async def show_help(ctx: Ctx, cmd: c.Help) -> Message:
@@ -28,8 +28,7 @@ async def show_help(ctx: Ctx, cmd: c.Help) -> Message:
 
 async def set_timezone(ctx: Ctx, cmd: c.SetTimezone) -> Message:
     if cmd.zone is None:
-        zone = await zone_of(ctx.uow, ctx.directory, ctx.user,
-                             ctx.cohort_.zone if ctx.cohort_ else ctx.policy.default_zone)
+        zone = await ctx.zone()
         return Message.of(f"Times are shown to you in {zone}. Change it with "
                           f"{ctx.cmd('tz <Area/City>')}.")
     zone = parse_zone(cmd.zone).key

@@ -13,7 +13,16 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from bot.chat.message import Message
-from bot.domain.model import Cohort, Member, Notification, OutboxMessage, Session
+from bot.domain.model import (
+    Absence,
+    Assignment,
+    Cohort,
+    Member,
+    Notification,
+    OutboxMessage,
+    Person,
+    Session,
+)
 from bot.domain.planning import PlannedNotice
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import Core
@@ -86,9 +95,23 @@ class UnitOfWork(Protocol):
 
     async def delete_where(self, cls: type[Any], **eq: Any) -> int: ...
 
-    async def cohort_and_member(self, user: UserRef, **eq: Any
-                                ) -> tuple[Cohort | None, Member | None]:
-        """The cohort matching `eq` (as `find`) and `user`'s membership of it, in one read."""
+    async def cohort_and_caller(self, user: UserRef, **eq: Any
+                                ) -> tuple[Cohort | None, Member | None, Person | None]:
+        """The cohort matching `eq` (as `find`), `user`'s membership of it and `user`'s own
+        settings, in one read (all None when no cohort matches)."""
+        ...
+
+    async def roster_rows(self, cohort_id: int) -> list[tuple[Member, Absence | None]]:
+        """The cohort's rotation members (`is_member`), each with each of their absences
+        (or None when they have none), in one read."""
+        ...
+
+    async def sessions_with_roles(
+        self, cohort_id: int, session_ids: Sequence[int], announced_before: datetime | None
+    ) -> list[tuple[Session, Assignment | None]]:
+        """The sessions `session_ids`, and with `announced_before` also the cohort's announced,
+        not cancelled sessions starting before it, each with each of its stored role
+        assignments (or None), by start; in one read."""
         ...
 
     async def sessions_between(

@@ -40,7 +40,8 @@ from bot.service.planner import plan_session
 
 
 async def _zone(ctx: Ctx) -> str:
-    return await zone_of(ctx.uow, ctx.directory, ctx.user, ctx.cohort.zone)
+    ctx.cohort  # noqa: B018 - a cohort's command
+    return await ctx.zone()
 
 
 def _role_text(roles: list[str]) -> str:
