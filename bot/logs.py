@@ -16,6 +16,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ref = getattr(record, "ref", None)
+        if ref is not None:  # the reference id an unexpected error was shown under
+            data["ref"] = str(ref)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data)

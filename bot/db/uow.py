@@ -13,7 +13,20 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Integer, Text, and_, any_, cast, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -96,55 +109,36 @@ class SqlUnitOfWork:
         clauses = []
         for name, value in eq.items():
             col = table.c[name]
-            if isinstance(value, tuple | list | set | frozenset):
-                clauses.append(col.in_(list(value)))
-            elif value is None:
-                clauses.append(col.is_(None))
-            else:
-                clauses.append(col == value)
+            kind = _kind(value)
+            clauses.append(col.in_(list(value)) if kind == "in" else
+                           col.is_(None) if kind == "null" else col == value)
         return clauses
 
+    # The hot reads are built once per shape, with bound parameters, and kept: a statement
+    # object memoises its cache key, so running it again costs SQLAlchemy no rebuilding.
+
     async def find(self, cls: type[T], *, order_by: str | None = None, **eq: Any) -> list[T]:
-        stmt = select(cls).where(*self._where(cls, eq))
-        if order_by:
-            table = t.MAPPING[cls]
-            desc = order_by.startswith("-")
-            col = table.c[order_by.lstrip("-")]
-            stmt = stmt.order_by(col.desc() if desc else col, *table.primary_key.columns)
-        else:
-            stmt = stmt.order_by(*t.MAPPING[cls].primary_key.columns)
-        return list((await self.s.scalars(stmt)).all())
+        shape, params = _shape(eq)
+        entity: Any = cls  # (a mapped class: hashable, whatever its type says)
+        return list((await self.s.scalars(_find(entity, shape, order_by), params)).all())
 
     async def cohort_and_caller(self, user: UserRef, **eq: Any
                                 ) -> tuple[Cohort | None, Member | None, Person | None]:
-        m, p = t.members.c, t.persons.c
-        stmt = (select(Cohort, Member, Person)
-                .outerjoin(Member, and_(m.cohort_id == t.cohorts.c.id,
-                                        m.platform == user.platform, m.user_id == user.id))
-                .outerjoin(Person, and_(p.platform == user.platform, p.user_id == user.id))
-                .where(*self._where(Cohort, eq)).order_by(t.cohorts.c.id).limit(1))
-        row = (await self.s.execute(stmt)).first()
+        shape, params = _shape(eq)
+        params.update(caller_platform=user.platform, caller_id=user.id)
+        row = (await self.s.execute(_cohort_and_caller(shape), params)).first()
         return (row[0], row[1], row[2]) if row is not None else (None, None, None)
 
     async def roster_rows(self, cohort_id: int) -> list[tuple[Member, Absence | None]]:
-        m = t.members.c
-        stmt = (select(Member, Absence).outerjoin(Absence, t.absences.c.member_id == m.id)
-                .where(m.cohort_id == cohort_id, m.is_member.is_(True))
-                .order_by(m.joined_at, m.id, t.absences.c.id))
-        return [(member, absence) for member, absence in await self.s.execute(stmt)]
+        rows = await self.s.execute(_roster_rows(), {"cohort_id": cohort_id})
+        return [(member, absence) for member, absence in rows]
 
     async def sessions_with_roles(
         self, cohort_id: int, session_ids: Sequence[int], announced_before: datetime | None
     ) -> list[tuple[Session, Assignment | None]]:
-        c, a = t.sessions.c, t.assignments.c
-        wanted: ColumnElement[bool] = c.id.in_(list(session_ids))
-        if announced_before is not None:
-            wanted = or_(wanted, and_(c.starts_at < announced_before, c.announced.is_(True),
-                                      c.status != CANCELLED))
-        stmt = (select(Session, Assignment).outerjoin(Assignment, a.session_id == c.id)
-                .where(c.cohort_id == cohort_id, wanted)
-                .order_by(c.starts_at, c.id, a.id))
-        return [(session, role) for session, role in await self.s.execute(stmt)]
+        params = {"cohort_id": cohort_id, "ids": list(session_ids), "before": announced_before}
+        rows = await self.s.execute(_sessions_with_roles(announced_before is not None), params)
+        return [(session, role) for session, role in rows]
 
     async def delete_where(self, cls: type[Any], **eq: Any) -> int:
         # "fetch" keeps the identity map true to the database without expiring everything
@@ -159,16 +153,9 @@ class SqlUnitOfWork:
         self, cohort_id: int, start: datetime, end: datetime, *, include_cancelled: bool = False,
         or_slot: bool = False,
     ) -> list[Session]:
-        c = t.sessions.c
-        starts = and_(c.starts_at >= start, c.starts_at < end)
-        stmt = select(Session).where(
-            c.cohort_id == cohort_id,
-            or_(starts, and_(c.slot >= start, c.slot < end)) if or_slot else starts,
-        )
-        if not include_cancelled:
-            stmt = stmt.where(c.status != CANCELLED)
-        stmt = stmt.order_by(c.starts_at, c.id)
-        return list((await self.s.scalars(stmt)).all())
+        stmt = _sessions_between(include_cancelled, or_slot)
+        params = {"cohort_id": cohort_id, "start": start, "end": end}
+        return list((await self.s.scalars(stmt, params)).all())
 
     async def plan_targets(self, after_id: int, limit: int) -> list[PlanTarget]:
         c = t.cohorts.c
@@ -485,6 +472,95 @@ class SqlUnitOfWork:
             .returning(t.seen_events.c.event_id)
         )
         return (await self.s.execute(stmt)).first() is not None
+
+
+Shape = tuple[tuple[str, str], ...]  # (column, "eq" | "in" | "null") per condition
+
+
+def _shape(eq: dict[str, Any]) -> tuple[Shape, dict[str, Any]]:
+    """`find`-style conditions as a statement shape and its parameters."""
+    return tuple((name, _kind(value)) for name, value in eq.items()), _params(eq)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, tuple | list | set | frozenset):
+        return "in"
+    return "null" if value is None else "eq"
+
+
+def _params(eq: dict[str, Any]) -> dict[str, Any]:
+    return {f"w_{name}": list(value) if _kind(value) == "in" else value
+            for name, value in eq.items() if value is not None}
+
+
+def _clauses(cls: type[Any], shape: Shape) -> list[ColumnElement[bool]]:
+    table = t.MAPPING[cls]
+    out: list[ColumnElement[bool]] = []
+    for name, kind in shape:
+        col = table.c[name]
+        if kind == "null":
+            out.append(col.is_(None))
+        else:
+            out.append(col.in_(bindparam(f"w_{name}", expanding=True)) if kind == "in"
+                       else col == bindparam(f"w_{name}"))
+    return out
+
+
+@lru_cache(maxsize=512)
+def _find(cls: type[Any], shape: Shape, order_by: str | None) -> Any:
+    table = t.MAPPING[cls]
+    stmt = select(cls).where(*_clauses(cls, shape))
+    if order_by:
+        col = table.c[order_by.lstrip("-")]
+        return stmt.order_by(col.desc() if order_by.startswith("-") else col,
+                             *table.primary_key.columns)
+    return stmt.order_by(*table.primary_key.columns)
+
+
+@lru_cache(maxsize=64)
+def _cohort_and_caller(shape: Shape) -> Any:
+    m, p = t.members.c, t.persons.c
+    platform: Any = bindparam("caller_platform")
+    user_id: Any = bindparam("caller_id")
+    return (select(Cohort, Member, Person)
+            .outerjoin(Member, and_(m.cohort_id == t.cohorts.c.id, m.platform == platform,
+                                    m.user_id == user_id))
+            .outerjoin(Person, and_(p.platform == platform, p.user_id == user_id))
+            .where(*_clauses(Cohort, shape)).order_by(t.cohorts.c.id).limit(1))
+
+
+@lru_cache(maxsize=1)
+def _roster_rows() -> Any:
+    m = t.members.c
+    return (select(Member, Absence).outerjoin(Absence, t.absences.c.member_id == m.id)
+            .where(m.cohort_id == bindparam("cohort_id"), m.is_member.is_(True))
+            .order_by(m.joined_at, m.id, t.absences.c.id))
+
+
+@lru_cache(maxsize=2)
+def _sessions_with_roles(with_history: bool) -> Any:
+    c, a = t.sessions.c, t.assignments.c
+    wanted: ColumnElement[bool] = c.id.in_(bindparam("ids", expanding=True))
+    if with_history:
+        wanted = or_(wanted, and_(c.starts_at < bindparam("before"), c.announced.is_(True),
+                                  c.status != CANCELLED))
+    return (select(Session, Assignment).outerjoin(Assignment, a.session_id == c.id)
+            .where(c.cohort_id == bindparam("cohort_id"), wanted)
+            .order_by(c.starts_at, c.id, a.id))
+
+
+@lru_cache(maxsize=4)
+def _sessions_between(include_cancelled: bool, or_slot: bool) -> Any:
+    c = t.sessions.c
+    start: Any = bindparam("start")
+    end: Any = bindparam("end")
+    starts = and_(c.starts_at >= start, c.starts_at < end)
+    stmt = select(Session).where(
+        c.cohort_id == bindparam("cohort_id"),
+        or_(starts, and_(c.slot >= start, c.slot < end)) if or_slot else starts)
+    if not include_cancelled:
+        stmt = stmt.where(c.status != CANCELLED)
+    return stmt.order_by(c.starts_at, c.id)
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -117,11 +117,12 @@ class Bot:
             if self._uow.unavailable(e):
                 metrics.COMMANDS.labels(platform, UNAVAILABLE).inc()
                 log.warning("database unavailable ref=%s command=%r (%s)", ref,
-                            parsed.spec.name, type(e).__name__)
+                            parsed.spec.name, type(e).__name__, extra={"ref": ref})
                 return [error_reply(f"The bot is temporarily unavailable (ref {ref}). Nothing "
                                     "was changed; please try again in a minute.", None)]
             metrics.COMMANDS.labels(platform, ERROR).inc()
-            log.exception("unexpected error ref=%s command=%r", ref, parsed.spec.name)
+            log.exception("unexpected error ref=%s command=%r", ref, parsed.spec.name,
+                          extra={"ref": ref})
             return [error_reply(f"Something went wrong on our side (ref {ref}). Nothing was "
                                 "changed; please try again later.", None)]
         metrics.COMMANDS.labels(platform, OK).inc()
