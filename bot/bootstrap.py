@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +24,9 @@ from bot.service.bus import Bot
 from bot.service.dispatcher import Dispatcher
 from bot.service.planner import Planner
 from bot.service.ports import Clock, Directory, Messenger, Platform, SlackInstallations
+
+if TYPE_CHECKING:
+    from bot.scheduling.waker import Waker
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +146,12 @@ def platforms_from(settings: Settings, installations: SlackInstallations | None 
 async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Event,
                 *, clock: Clock | None = None) -> None:
     """Run the bot on `platforms` until `stop` is set: the platforms receive commands, the
-    waker delivers what falls due. Stops cleanly: no send is cut off half-way."""
-    from bot.scheduling.waker import Waker
+    waker delivers what falls due. Stops cleanly: no send is cut off half-way.
+
+    Several instances may share one PostgreSQL database: the shared platforms (Slack) run in
+    each, the scheduler and the exclusive ones (Matrix) only in the leader (see
+    `bot.scheduling.leader`)."""
+    from bot.scheduling.leader import Leadership, PostgresLeader, SoleLeader
 
     app = build(settings, clock=clock,
                 messengers={p.name: p.messenger for p in platforms},
@@ -157,33 +164,84 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
             use = getattr(platform, "use_installations", None)
             if callable(use):
                 use(installations)
-    waker = Waker(app.dispatcher, app.planner, app.clock, settings.scheduler.sweep_seconds)
+    lead = _Lead(app, settings, [p for p in platforms if p.exclusive])
+    single = sqlite_path(settings.database.url) is not None or \
+        app.engine.dialect.name != "postgresql"
+    leadership: Leadership = SoleLeader() if single else PostgresLeader(
+        app.engine, f"cohortbot:{settings.matrix.user_id or ''}", on_wake=lead.poke)
+    notes: set[asyncio.Task[None]] = set()
+
+    def changed() -> None:  # the scheduler learns of every change at once, wherever it runs
+        if lead.waker is not None:
+            lead.waker.poke()
+            return
+        task = asyncio.get_running_loop().create_task(leadership.wake_leader())
+        notes.add(task)
+        task.add_done_callback(notes.discard)
+
     started: list[Platform] = []
     ops = None
+    electing: asyncio.Task[None] | None = None
     try:
         if settings.ops.enabled:
             from bot.ops import OpsServer
 
-            ops = OpsServer(settings.ops, app, platforms)
+            ops = OpsServer(settings.ops, app, platforms, leading=lambda: lead.waker is not None)
             await ops.start()
-        if sqlite_path(settings.database.url) is not None:
+        if single and sqlite_path(settings.database.url) is not None:
             # SQLite means one process: leases left by a crashed run can be dropped at once.
             await app.dispatcher.release_leases()
-        app.bot._on_change = waker.poke  # the scheduler learns of every change at once
+        app.bot._on_change = changed
         for platform in platforms:
-            await platform.start(app.bot)
-            started.append(platform)
-            log.info("%s: started", platform.name)
-        await waker.start()
+            if not platform.exclusive:
+                await platform.start(app.bot)
+                started.append(platform)
+                log.info("%s: started", platform.name)
+        electing = asyncio.create_task(leadership.run(stop, lead.elected, lead.deposed))
         await stop.wait()
         log.info("stopping")
     finally:
-        await waker.stop()
+        if electing is not None:
+            await asyncio.gather(electing, return_exceptions=True)
+        await lead.deposed()
         for platform in reversed(started):
             await platform.stop()
         if ops is not None:
             await ops.stop()
         await app.close()
+
+
+class _Lead:
+    """What runs only in the leading instance: the scheduler and the exclusive platforms."""
+
+    def __init__(self, app: App, settings: Settings, platforms: list[Platform]) -> None:
+        self._app = app
+        self._settings = settings
+        self._platforms = platforms
+        self.waker: Waker | None = None
+
+    async def elected(self) -> None:
+        from bot.scheduling.waker import Waker
+
+        for platform in self._platforms:
+            await platform.start(self._app.bot)
+            log.info("%s: started", platform.name)
+        waker = Waker(self._app.dispatcher, self._app.planner, self._app.clock,
+                      self._settings.scheduler.sweep_seconds)
+        await waker.start()
+        self.waker = waker
+
+    async def deposed(self) -> None:
+        waker, self.waker = self.waker, None
+        if waker is None:
+            return
+        await waker.stop()
+        for platform in reversed(self._platforms):
+            await platform.stop()
+
+    def poke(self) -> None:
+        if self.waker is not None:
+            self.waker.poke()
 
 
 def terminal_app(settings: Settings, *, user: str, out: TextIO,

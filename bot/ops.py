@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -31,10 +31,12 @@ CHECK_SECONDS = 2.0  # a check that takes longer counts as failed
 
 
 class OpsServer:
-    def __init__(self, settings: OpsSettings, app: App, platforms: Sequence[Platform]) -> None:
+    def __init__(self, settings: OpsSettings, app: App, platforms: Sequence[Platform], *,
+                 leading: Callable[[], bool] = lambda: True) -> None:
         self._settings = settings
         self._app = app
         self._platforms = list(platforms)
+        self._leading = leading
         self._runner: web.AppRunner | None = None
         self.port = settings.port
 
@@ -60,6 +62,9 @@ class OpsServer:
         out = {"database": await self._database()}
         down = set(self._app.dispatcher.unreachable())
         for platform in self._platforms:
+            if platform.exclusive and not self._leading():
+                out[platform.name] = "ok"  # (standing by: another instance runs it)
+                continue
             try:
                 problem = await asyncio.wait_for(platform.health(), CHECK_SECONDS)
             except Exception as e:  # noqa: BLE001 - a check that fails is an answer

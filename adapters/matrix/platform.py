@@ -58,11 +58,13 @@ RATE_LIMIT_BUDGET = 40.0  # seconds a send may wait out rate limits before givin
 ROOM_WAIT = 30.0  # seconds to wait for a new room to show up in the sync
 TZ_FIELDS = ("m.tz", "us.cloke.msc4175.tz")  # the profile's time zone, stable and unstable
 TZ_TTL = 3600.0
+REPLAY_MS = 60_000  # commands up to this old when the sync starts are still answered
 CONCURRENT_COMMANDS = 8
 
 
 class MatrixPlatform:
     name = "matrix"
+    exclusive = True  # one sync loop per bot account
 
     def __init__(self, settings: MatrixSettings) -> None:
         self.settings = settings
@@ -92,7 +94,9 @@ class MatrixPlatform:
         self._core = core
         self._command = core.policy.prefix_for(self.name)
         self._admins = frozenset(u.id for u in core.policy.admins if u.platform == self.name)
-        self._started_ms = int(time.time() * 1000)
+        # Commands sent shortly before (the bot restarting, or taking over from another
+        # instance) are still answered; the core drops any it answered already.
+        self._started_ms = int(time.time() * 1000) - REPLAY_MS
         self.store.mkdir(parents=True, exist_ok=True)
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
@@ -104,6 +108,9 @@ class MatrixPlatform:
             await asyncio.wait(self._handlers, timeout=10)
         if self.client is not None:
             await self.client.close()
+        # Ready to start again (an instance that leads again after losing the lead).
+        self.client, self._task = None, None
+        self.ready.clear()
 
     async def health(self) -> str | None:
         return None if self.ready.is_set() else "not syncing with the homeserver"
@@ -135,7 +142,8 @@ class MatrixPlatform:
                 log.error("matrix: %s; retrying in %.0f s", e, pause)
             except Exception:
                 ref = secrets.token_hex(4)
-                log.exception("matrix: unexpected error in the sync loop ref=%s", ref)
+                log.exception("matrix: unexpected error in the sync loop ref=%s", ref,
+                              extra={"ref": ref})
             self.ready.clear()
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE)
@@ -260,7 +268,7 @@ class MatrixPlatform:
                 await self._reply(reply, room_id, event_id, sender)
         except Exception:
             ref = secrets.token_hex(4)
-            log.exception("matrix: could not answer a command ref=%s", ref)
+            log.exception("matrix: could not answer a command ref=%s", ref, extra={"ref": ref})
 
     async def _reply(self, reply: Reply, room_id: str, event_id: str, sender: str) -> None:
         if reply.withdraw and room_id not in self._direct_rooms:

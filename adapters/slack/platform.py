@@ -104,6 +104,7 @@ class _CountedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
 
 class SlackPlatform:
     name = "slack"
+    exclusive = False  # any instance may answer Slack's requests
 
     def __init__(self, settings: SlackSettings, *,
                  installations: SlackInstallations | None = None) -> None:

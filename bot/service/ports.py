@@ -252,6 +252,10 @@ class Platform(Protocol):
     @property
     def name(self) -> str: ...
 
+    #: Runs in one instance at a time when several share a database (it keeps a session
+    #: with the platform that must not be doubled): only while that instance leads.
+    exclusive: bool
+
     @property
     def messenger(self) -> Messenger: ...
 

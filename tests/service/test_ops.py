@@ -19,6 +19,7 @@ class _Platform:
     """A platform that reports what the test says about its connection."""
 
     name = "terminal"
+    exclusive = False
 
     def __init__(self, messenger: Messenger) -> None:
         self.messenger = messenger
