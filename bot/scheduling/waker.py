@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.db.uow import storage_unavailable
 from bot.service.dispatcher import Dispatcher
 from bot.service.planner import Planner
 from bot.service.ports import Clock
@@ -70,8 +72,8 @@ class Waker:
         try:
             await self._planner.plan_all()
             await self._planner.purge()
-        except Exception:
-            log.exception("planning failed; retrying within the hour")
+        except Exception as e:  # noqa: BLE001 - logged (with a traceback if a bug); retried
+            _log_failure(e, "planning failed; retrying within the hour")
         await self.wake()
 
     async def wake(self) -> None:
@@ -84,8 +86,8 @@ class Waker:
                 try:
                     await self._dispatcher.run_due()
                     nxt = await self._dispatcher.next_due()
-                except Exception:
-                    log.exception("dispatch failed; retrying in 5 s")
+                except Exception as e:  # noqa: BLE001 - logged, as above; retried
+                    _log_failure(e, "dispatch failed; retrying in 5 s")
                     nxt = self._clock.now() + timedelta(seconds=5)
                 self._arm(nxt)
 
@@ -99,3 +101,13 @@ class Waker:
         at = max(at, self._clock.now())
         self._scheduler.add_job(self.wake, DateTrigger(run_date=at), id="wake",
                                 replace_existing=True, misfire_grace_time=None)
+
+
+def _log_failure(error: Exception, what: str) -> None:
+    """A database that is away is an outage, said in one line; anything else is a bug, with
+    its traceback and a reference id."""
+    if storage_unavailable(error):
+        log.warning("%s (database unavailable: %s)", what, type(error).__name__)
+        return
+    ref = secrets.token_hex(4)
+    log.error("%s ref=%s", what, ref, exc_info=error, extra={"ref": ref})

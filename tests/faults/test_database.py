@@ -8,6 +8,7 @@ writer holding a write transaction open, as another process would."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from bot.bootstrap import build, ensure_schema
 from bot.config import OpsSettings, load_settings
 from bot.ops import OpsServer
 from bot.scheduling.clock import SimulatedClock
+from bot.scheduling.waker import Waker
 from tests.conftest import PG_URL, START, Harness, RecordingMessenger
 from tests.support.tcp_proxy import TcpProxy
 
@@ -61,13 +63,14 @@ async def proxied_pg() -> AsyncIterator[tuple[Harness, TcpProxy]]:
         admin.dispose()
 
 
-async def test_postgres_gone_and_back(proxied_pg: tuple[Harness, TcpProxy]) -> None:
+async def test_postgres_gone_and_back(proxied_pg: tuple[Harness, TcpProxy],
+                                      caplog: pytest.LogCaptureFixture) -> None:
     h, proxy = proxied_pg
     ops = OpsServer(OpsSettings(enabled=True, port=0), h.app, [])
     await ops.start()
     health = f"http://127.0.0.1:{ops.port}/healthz"
     try:
-        await _gone_and_back(h, proxy, health)
+        await _gone_and_back(h, proxy, health, caplog)
     finally:
         await ops.stop()
 
@@ -77,13 +80,20 @@ async def _status(url: str) -> tuple[int, str]:
         return resp.status, await resp.text()
 
 
-async def _gone_and_back(h: Harness, proxy: TcpProxy, health: str) -> None:
+async def _gone_and_back(h: Harness, proxy: TcpProxy, health: str,
+                         caplog: pytest.LogCaptureFixture) -> None:
     await h.setup_cohort()
     assert "Action 1 recorded" in await h.say("ana", "action add Read chapter 3")
     assert (await _status(health))[0] == 200
     await proxy.cut()
     status, body = await _status(health)
     assert status == 503 and '"database": "unreachable"' in body
+    # The scheduler's wake-up meets the outage too: one warning, no traceback, no crash.
+    waker = Waker(h.app.dispatcher, h.app.planner, h.clock, sweep_seconds=60)
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(waker.wake(), 30)
+    [outage] = [r for r in caplog.records if "dispatch failed" in r.getMessage()]
+    assert "database unavailable" in outage.getMessage() and outage.exc_info is None
     for text in ("action add Call the mentor", "next"):
         [answer] = await asyncio.wait_for(h.replies("ana", text), 30)
         reply = answer.message.plain()
