@@ -43,6 +43,7 @@ class UsageError(UserError):
 _MENTION = re.compile(r"^<@([^>|\s]+)(?:\|[^>]*)?>$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _ROLE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 class Args:
@@ -86,8 +87,7 @@ class Args:
 
     def done(self) -> None:
         if self.remainder:
-            extra = self.remainder if len(self.remainder) <= 40 else self.remainder[:40] + "…"
-            raise self.fail(f"Unexpected '{extra}'.")
+            raise self.fail(f"Unexpected '{_short(self.remainder, 40)}'.")
 
     def mention(self) -> UserRef:
         token = self.word("a member (mention them with @)")
@@ -106,8 +106,8 @@ class Args:
 
     def number(self, what: str) -> int:
         token = self.word(what).lstrip("#")
-        if not token.isdigit() or len(token) > 9:
-            raise self.fail(f"'{_short(token)}' is not a {what}.")
+        if not _NUMBER.fullmatch(token):  # (ASCII digits: str.isdigit() also takes "²")
+            raise self.fail(f"'{_short(token)}' is not {_article(what)} {what}.")
         return int(token)
 
     def dayref(self, *, allow_next: bool = True) -> c.DayRef:
@@ -134,25 +134,43 @@ class Args:
             raise self.fail(e.message) from None
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= 30 else text[:30] + "…"
+def _short(text: str, limit: int = 30) -> str:
+    """User input quoted back on one line: whitespace and control characters collapsed."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
+#: What a person's id looks like on each platform (Slack: U… or W…; Matrix: @local:server).
+_USER_ID = {
+    "slack": re.compile(r"[UW][A-Z0-9]{0,31}"),
+    "matrix": re.compile(r"@[A-Za-z0-9._=/+-]+:[A-Za-z0-9.:\[\]-]+"),
+}
+_OTHER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Words that address everyone in a room on some platform: never a person.
+BROADCAST = frozenset({"here", "channel", "everyone", "all", "room"})
 
 
 def parse_mention(token: str, platform: str) -> UserRef | None:
-    """A mention in any form a client sends, or None."""
+    """A mention of a person in any form a client sends, or None (also for a broadcast
+    such as @here, and for anything that is not an id on `platform`)."""
     m = _MENTION.match(token)
     if m:
         ident = m.group(1)
         if platform == "slack":
             ident = ident.lstrip("@")
-        return UserRef(platform, ident) if ident else None
-    if token.startswith("@") and len(token) > 1:
+    elif token.startswith("@") and len(token) > 1:
         # Matrix ids keep their sigil (@ana:example.org); elsewhere the @ is only a marker.
-        ident = token if platform == "matrix" else token[1:]
-        if platform == "matrix" and ":" not in ident:
-            return None
-        return UserRef(platform, ident.rstrip(",.;"))
-    return None
+        ident = (token if platform == "matrix" else token[1:]).rstrip(",.;")
+    else:
+        return None
+    valid = _USER_ID.get(platform, _OTHER_ID)
+    if len(ident) > 255 or not valid.fullmatch(ident) or ident.lower() in BROADCAST:
+        return None
+    return UserRef(platform, ident)
 
 
 @dataclass(frozen=True, slots=True)

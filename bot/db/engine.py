@@ -36,7 +36,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # down, a command waits seconds, not minutes, before it hears so.
         kwargs = {"pool_pre_ping": True, "pool_timeout": 5,
                   "connect_args": {"connect_timeout": 5}, **kwargs}
-    engine = create_async_engine(url, **kwargs)
+    # Statement parameters hold user text and user ids: they stay out of error messages
+    # (and so out of the logs).
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -39,6 +39,12 @@ HANDLERS: dict[type[c.Command], Handler] = {
 }
 
 
+def storable(text: str) -> bool:
+    """Whether every database can keep `text`: PostgreSQL refuses NUL, and a lone
+    surrogate (which a platform's JSON can carry) is no character at all."""
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def error_reply(message: str, usage: str | None) -> Reply:
     text = message if usage is None else f"{message}\nUsage: {usage}"
     return Reply(message=Message.of(text), private=True)
@@ -87,10 +93,20 @@ class Bot:
         platform = inv.user.platform
         word = self.policy.prefix_for(platform)
         try:
+            if not storable(inv.text):
+                raise UsageError("That message holds a character I cannot keep (a NUL, or "
+                                 "half of a broken one); please type it again.",
+                                 usage=f"{word} help")
             parsed = parse(inv.text, platform=platform, word=word)
         except UsageError as e:
             metrics.COMMANDS.labels(platform, REFUSED).inc()
             return [error_reply(e.message, e.usage)]
+        except Exception:
+            ref = secrets.token_hex(4)
+            metrics.COMMANDS.labels(platform, ERROR).inc()
+            log.exception("unexpected error reading a command ref=%s", ref, extra={"ref": ref})
+            return [error_reply(f"Something went wrong on our side (ref {ref}). Nothing was "
+                                "changed; please try again later.", None)]
         if parsed.spec.secret and inv.channel is not None and inv.seen_by_channel:
             # Nothing is run or stored: the whole channel saw who typed it.
             metrics.COMMANDS.labels(platform, REFUSED).inc()

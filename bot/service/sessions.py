@@ -63,6 +63,7 @@ async def show_next(ctx: Ctx, cmd: c.Next) -> Message:
     body: list[Message | str] = [
         Message.of("Next session of ", Strong(co.name), ": ", When(session.starts_at, zone),
                    f" ({session.duration_min} min)."),
+        "You facilitate; you are not in the rotation." if not me.is_member else
         "You are away for it." if away else
         f"Your role: {_role_text(roles)}" + (" (planned; fixed when roles are announced)."
                                             if cast.planned and roles else "."),
@@ -73,8 +74,7 @@ async def show_next(ctx: Ctx, cmd: c.Next) -> Message:
 
 
 async def show_schedule(ctx: Ctx, cmd: c.ShowSchedule) -> Message:
-    co = ctx.cohort
-    ctx.member  # noqa: B018 - members only
+    co = ctx.cohort  # (who may see it, the bus has checked: members, facilitators, admins)
     sessions = await upcoming(ctx.uow, co, ctx.now, cmd.count, include_cancelled=True)
     if not sessions:
         return Message.of(f"{co.name} has no upcoming sessions.")
