@@ -226,10 +226,11 @@ class _Lead:
         for platform in self._platforms:
             await platform.start(self._app.bot)
             log.info("%s: started", platform.name)
-        waker = Waker(self._app.dispatcher, self._app.planner, self._app.clock,
-                      self._settings.scheduler.sweep_seconds)
-        await waker.start()
-        self.waker = waker
+        # Pokes go to it from now on: a change made while it starts (planning ahead) is
+        # not lost.
+        self.waker = Waker(self._app.dispatcher, self._app.planner, self._app.clock,
+                           self._settings.scheduler.sweep_seconds)
+        await self.waker.start()
 
     async def deposed(self) -> None:
         waker, self.waker = self.waker, None
