@@ -106,14 +106,6 @@ async def roster(uow: UnitOfWork, cohort: Cohort) -> list[Member]:
     return sorted(members, key=lambda m: (m.joined_at, m.id))
 
 
-async def absences_of(uow: UnitOfWork, members: list[Member]) -> dict[int, list[Absence]]:
-    out: dict[int, list[Absence]] = {m.id: [] for m in members}
-    if members:
-        for a in await uow.find(Absence, member_id=tuple(out)):
-            out[a.member_id].append(a)
-    return out
-
-
 def is_away(absences: list[Absence], day: date) -> bool:
     iso = day.isoformat()
     return any(a.first_day <= iso <= a.last_day for a in absences)
