@@ -25,6 +25,10 @@ from bot.service.ports import Clock
 log = logging.getLogger(__name__)
 
 PLAN_SECONDS = 3600
+#: Rounds one wake-up runs back to back while something is due at once; then it lets the
+#: loop breathe for a second (a guard: each round normally leaves nothing due).
+MAX_ROUNDS = 50
+ARM_FLOOR = timedelta(milliseconds=10)
 
 
 class Waker:
@@ -81,24 +85,34 @@ class Waker:
             return
         async with self._lock:
             self._again = True
+            rounds = 0
             while self._again and not self._stopping:
                 self._again = False
+                rounds += 1
                 try:
                     await self._dispatcher.run_due()
                     nxt = await self._dispatcher.next_due()
                 except Exception as e:  # noqa: BLE001 - logged, as above; retried
                     _log_failure(e, "dispatch failed; retrying in 5 s")
                     nxt = self._clock.now() + timedelta(seconds=5)
-                self._arm(nxt)
+                if nxt is not None and nxt <= self._clock.now() and rounds < MAX_ROUNDS:
+                    # Due already (the sends took longer than the gap to the next instant):
+                    # go round again. A job armed for now would find this one still running
+                    # and be skipped (one instance at a time), leaving it to the sweep.
+                    self._again = True
+                    continue
+                self._arm(nxt, breathe=rounds >= MAX_ROUNDS)
 
-    def _arm(self, at: datetime | None) -> None:
+    def _arm(self, at: datetime | None, *, breathe: bool = False) -> None:
+        """Run `wake` at `at`: never at once, since this wake-up may still be running (a
+        job due while its last run is under way is skipped, not queued)."""
         if self._scheduler is None:
             return
         if at is None:
             if self._scheduler.get_job("wake"):
                 self._scheduler.remove_job("wake")
             return
-        at = max(at, self._clock.now())
+        at = max(at, self._clock.now() + (timedelta(seconds=1) if breathe else ARM_FLOOR))
         self._scheduler.add_job(self.wake, DateTrigger(run_date=at), id="wake",
                                 replace_existing=True, misfire_grace_time=None)
 

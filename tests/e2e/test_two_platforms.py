@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import COHORTBOT
-from tests.matrix.conftest import ClientFactory, matrix_client_factory, synapse  # noqa: F401
 from tests.matrix.support import Member
-from tests.slack.conftest import fake_slack_thread, slack_environ  # noqa: F401
+from tests.support.matrix_fixtures import ClientFactory
 from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack, post_signed
+from tests.support.slack.process import slack_environ
 from tests.support.synapse import SynapseServer
 
 pytestmark = pytest.mark.e2e
@@ -37,9 +37,9 @@ async def _healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 async def test_matrix_and_slack_in_one_process(
-    synapse: SynapseServer,  # noqa: F811
-    matrix_client_factory: ClientFactory,  # noqa: F811
-    fake_slack_thread: FakeSlack,  # noqa: F811
+    synapse: SynapseServer,
+    matrix_client_factory: ClientFactory,
+    fake_slack_thread: FakeSlack,
     tmp_path: Path,
 ) -> None:
     admin = Member(await matrix_client_factory())

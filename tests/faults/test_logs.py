@@ -19,7 +19,7 @@ from bot.config import load_settings
 from bot.logs import JsonFormatter, quiet_libraries
 from bot.service import bus
 from tests.conftest import Harness
-from tests.slack.conftest import free_port
+from tests.support.slack.process import free_port
 
 SECRETS = {
     "COHORTBOT_SLACK__BOT_TOKEN": "xoxb-1111-2222-bot-secret-token",

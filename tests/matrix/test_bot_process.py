@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.matrix.conftest import ClientFactory
 from tests.matrix.support import (
     BotProcess,
     ConnectionCounter,
@@ -20,6 +19,7 @@ from tests.matrix.support import (
     from_bot,
     plant_prompts,
 )
+from tests.support.matrix_fixtures import ClientFactory
 from tests.support.synapse import SynapseServer
 
 

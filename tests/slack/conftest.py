@@ -9,9 +9,7 @@ the bot is a member) and ``C0RANDOM1`` (#random, it is not); tokens ``xoxb-test`
 
 from __future__ import annotations
 
-import json
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.support.slack import (
     post_signed,
     seed_workspace,
 )
+from tests.support.slack.process import slack_environ
 
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                "all_proxy")
@@ -58,45 +57,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-@pytest.fixture
-def fake_slack_thread() -> Iterator[FakeSlack]:
-    """The fake, serving from a background thread (for a bot running in another process)."""
-    fake = FakeSlack(team_id=WORKSPACE.team_id, app_id=WORKSPACE.app_id,
-                     signing_secret=WORKSPACE.signing_secret).start_in_thread()
-    seed_workspace(fake)
-    try:
-        yield fake
-    finally:
-        fake.stop_thread()
-
-
 # ---------------------------------------------------------------------------- the bot in-process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def slack_environ(fake: FakeSlack, db_url: str, *, mode: str = "http", port: int | None = None,
-                  admins: tuple[str, ...] = (f"slack:{WORKSPACE.admin}",)) -> dict[str, str]:
-    """Config for a bot on the fake (as environment overrides: also good for a subprocess)."""
-    env = {
-        "COHORTBOT_DATABASE__URL": db_url,
-        "COHORTBOT_BOT__ADMINS": json.dumps(list(admins)),
-        "COHORTBOT_SLACK__ENABLED": "true",
-        "COHORTBOT_SLACK__MODE": mode,
-        "COHORTBOT_SLACK__BOT_TOKEN": WORKSPACE.bot_token,
-        "COHORTBOT_SLACK__API_BASE_URL": fake.api_url,
-        "COHORTBOT_SLACK__HTTP_HOST": "127.0.0.1",
-        "COHORTBOT_SLACK__HTTP_PORT": str(port or free_port()),
-    }
-    if mode == "http":
-        env["COHORTBOT_SLACK__SIGNING_SECRET"] = WORKSPACE.signing_secret
-    else:
-        env["COHORTBOT_SLACK__APP_TOKEN"] = WORKSPACE.app_token
-    return env
 
 
 class SlackBot:

@@ -16,9 +16,9 @@ from adapters.slack.platform import retry_handlers
 from bot import metrics
 from bot.chat.message import Message
 from bot.service.ports import DeliveryError, Outgoing
-from tests.slack.conftest import free_port
 from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack
+from tests.support.slack.process import free_port
 
 
 class FakeTime:

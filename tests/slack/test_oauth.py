@@ -30,9 +30,10 @@ from bot.db.engine import create_engine, session_factory, sync_url
 from bot.db.slack_installations import SqlSlackInstallations
 from bot.scheduling.clock import SimulatedClock
 from bot.service.ports import DeliveryError, SlackInstallation
-from tests.slack.conftest import START, slack_environ
+from tests.slack.conftest import START
 from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack, SlackRequestBuilder, post_signed
+from tests.support.slack.process import slack_environ
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning")  # slack_sdk's oauth.v2.access call

@@ -1,4 +1,5 @@
-"""Fixtures backed by a real Synapse homeserver (see tests/support/synapse.py).
+"""Fixtures backed by a real Synapse homeserver (see tests/support/synapse.py), for every
+test directory (registered as a plugin in tests/conftest.py).
 
 Nothing here skips: if Synapse cannot be installed or started, the tests that need it fail
 with the install or server log in the error.
