@@ -469,7 +469,7 @@ def _delivery_error(resp: object, what: str) -> DeliveryError:
     code = _code(resp)
     if code == "M_LIMIT_EXCEEDED":
         wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
-        return DeliveryError(f"{what}: rate limited", retry_after=wait)
+        return DeliveryError(f"{what}: rate limited", retry_after=wait, refused=True)
     permanent = code in ("M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON",
                          "M_TOO_LARGE")
     return DeliveryError(f"{what}: {code}", permanent=permanent)

@@ -93,6 +93,27 @@ def _error_of(e: SlackApiError) -> tuple[str, int, float | None]:
     return error, status, retry_after
 
 
+def _delivery_error(e: SlackApiError | TimeoutError | aiohttp.ClientError) -> DeliveryError:
+    """What a failed Web API call means for the message it was for."""
+    if isinstance(e, SlackApiError):
+        error, status, retry_after = _error_of(e)
+        if status == 429 or error == "ratelimited":  # surely not taken: wait, then again
+            return DeliveryError("ratelimited", retry_after=retry_after or 1.0, refused=True)
+        if error in PERMANENT or error in DEAD_TOKEN:
+            return DeliveryError(error, permanent=True)
+        if status >= 500:  # Slack is in trouble (the SDK has retried already)
+            return DeliveryError(f"http_{status}", unreachable=True)
+        return DeliveryError(error)
+    if isinstance(e, TimeoutError):
+        return DeliveryError("timeout", unreachable=True)
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return DeliveryError("unreachable", unreachable=True)
+    if isinstance(e, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                      aiohttp.ClientPayloadError)):
+        return DeliveryError("connection_lost", unreachable=True)
+    return DeliveryError("client_error")
+
+
 class SlackMessenger:
     """Delivers outbox messages to Slack. Bound to a client once the platform starts."""
 
@@ -197,27 +218,12 @@ class SlackMessenger:
         async with self.pacer.slot(channel):
             try:
                 resp = await client.chat_postMessage(channel=channel, **args)
-            except SlackApiError as e:
-                error, status, retry_after = _error_of(e)
-                if status == 429 or error == "ratelimited":
-                    wait = retry_after or 1.0
-                    self.pacer.hold(channel, wait)
-                    metrics.rate_limited("slack", wait)
-                    raise DeliveryError("ratelimited", retry_after=wait) from None
-                if error in PERMANENT or error in DEAD_TOKEN:
-                    raise DeliveryError(error, permanent=True) from None
-                if status >= 500:
-                    raise DeliveryError(f"http_{status}", retry_after=None) from None
-                raise DeliveryError(error) from None
-            except TimeoutError:
-                raise DeliveryError("timeout") from None
-            except aiohttp.ClientConnectorError:
-                raise DeliveryError("unreachable", unreachable=True) from None
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                    aiohttp.ClientPayloadError):
-                raise DeliveryError("connection_lost") from None
-            except aiohttp.ClientError:
-                raise DeliveryError("client_error") from None
+            except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
+                failure = _delivery_error(e)
+                if failure.refused and failure.retry_after:
+                    self.pacer.hold(channel, failure.retry_after)
+                    metrics.rate_limited("slack", failure.retry_after)
+                raise failure from None
         return str(resp.get("ts") or "")
 
     async def dm_channel(self, user_id: str, *, client: AsyncWebClient | None = None) -> str:
@@ -232,18 +238,8 @@ class SlackMessenger:
             try:
                 client = client or await self.client_for(user_id)
                 resp = await client.conversations_open(users=user_id)
-            except SlackApiError as e:
-                error, status, retry_after = _error_of(e)
-                if status == 429:
-                    raise DeliveryError("ratelimited", retry_after=retry_after or 1.0) from None
-                permanent = error in PERMANENT or error in DEAD_TOKEN
-                raise DeliveryError(error, permanent=permanent) from None
-            except TimeoutError:
-                raise DeliveryError("timeout") from None
-            except aiohttp.ClientConnectorError:
-                raise DeliveryError("unreachable", unreachable=True) from None
-            except aiohttp.ClientError:
-                raise DeliveryError("connection_lost") from None
+            except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
+                raise _delivery_error(e) from None
             channel = str((resp.get("channel") or {}).get("id") or "")
             if not channel:
                 raise DeliveryError("no_channel")
@@ -263,7 +259,10 @@ class SlackMessenger:
             resp = await client.conversations_history(
                 channel=channel, oldest=f"{since - 60:.6f}", limit=100,
                 include_all_metadata=True)
-        except (SlackApiError, TimeoutError, aiohttp.ClientError):
+        except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
+            failure = _delivery_error(e)
+            if failure.unreachable or failure.refused:
+                raise failure from None
             # Cannot tell: post again would risk a duplicate, so try later.
             raise DeliveryError("history_unavailable", retry_after=30.0) from None
         for msg in resp.get("messages") or []:

@@ -212,6 +212,12 @@ class Dispatcher:
                             row.platform, e.reason, pause.total_seconds())
                 await self._postpone([row.id], now + pause, e.reason)
                 return UNREACHABLE
+            if e.refused and not e.permanent:
+                wait = timedelta(seconds=e.retry_after or 1.0)
+                log.info("message %s: %s; sending again in %.1f s", row.key, e.reason,
+                         wait.total_seconds())
+                await self._postpone([row.id], now + wait, e.reason)
+                return "retry"
             if e.permanent or row.attempts >= MAX_ATTEMPTS:
                 log.error("message %s failed for good on %s: %s", row.key, row.platform, e.reason)
                 await self._finish(row.id, FAILED, error=e.reason)

@@ -194,19 +194,24 @@ class UnitOfWorkFactory(Protocol):
 
 
 class DeliveryError(Exception):
-    """A send failed. `permanent` errors are not retried; `retry_after` is a platform hint;
-    `unreachable` means the platform could not be reached at all (it is down): the dispatcher
-    then stops sending there for a while, without using up the message's attempts."""
+    """A send failed. `permanent` errors are not retried; `retry_after` is a platform hint.
+
+    `unreachable`: the platform is down or failing (no connection, server errors, no answer):
+    the dispatcher stops sending there for a while, without using up the message's attempts.
+    `refused`: the platform surely did not take the message (a rate limit): it is sent again
+    after `retry_after`, also without using up an attempt. Neither ever makes a message fail
+    for good, however long it lasts; the message's own staleness still applies."""
 
     def __init__(
         self, reason: str, *, permanent: bool = False, retry_after: float | None = None,
-        unreachable: bool = False,
+        unreachable: bool = False, refused: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.refused = refused
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

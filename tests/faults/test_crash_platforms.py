@@ -25,11 +25,9 @@ from pathlib import Path
 from random import Random
 
 from bot.bootstrap import ensure_schema
-from bot.db.engine import create_engine, session_factory
-from bot.db.uow import SqlUnitOfWorkFactory
-from bot.domain.model import Cohort, Notification
 from tests.matrix.support import BotProcess, Member
 from tests.support.matrix_fixtures import ClientFactory
+from tests.support.planting import Planted, plant
 from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack
 from tests.support.slack.process import SlackProcess
@@ -38,38 +36,6 @@ from tests.support.synapse import SynapseServer
 SEEDS = range(20)
 BURST = 8
 TAG = re.compile(r"crash-\d\d-\d\d")
-
-
-@dataclass
-class Planted:
-    slug: str  # the cohort it is for
-    text: str
-    due: datetime
-
-
-async def plant(db: Path, items: list[Planted], channels: dict[str, tuple[str, str]]) -> None:
-    """Add `prompt` notifications straight into the bot's database. `channels`: slug →
-    (platform, channel id) for cohorts that do not exist yet."""
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
-    try:
-        async with SqlUnitOfWorkFactory(session_factory(engine))() as uow:
-            cohorts = {c.slug: c for c in await uow.find(Cohort)}
-            for slug, (platform, channel) in channels.items():
-                if slug not in cohorts:
-                    cohorts[slug] = Cohort(
-                        name=slug, slug=slug, zone="UTC", created_at=datetime.now(UTC),
-                        platform=platform, channel_id=channel, roles=["case-giver"],
-                        reminder_offsets=[], settings={})
-                    uow.add(cohorts[slug])
-            await uow.flush()
-            for item in items:
-                await uow.add_notification(Notification(
-                    key=f"test:{item.text}", kind="prompt", cohort_id=cohorts[item.slug].id,
-                    due_at=item.due, stale_at=item.due + timedelta(hours=1),
-                    payload={"text": item.text}))
-            await uow.commit()
-    finally:
-        await engine.dispose()
 
 
 @dataclass

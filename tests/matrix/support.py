@@ -11,13 +11,14 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
 
 from tests.e2e.conftest import COHORTBOT
+from tests.support.planting import Planted, plant
 from tests.support.synapse import RegisteredUser, SynapseServer
 
 ENCRYPTION = {"type": "m.room.encryption", "state_key": "",
@@ -82,6 +83,18 @@ class BotProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} in the bot's log:\n{self.log()[-3000:]}")
             time.sleep(0.1)
+
+
+def matrix_environ(server: SynapseServer, account: RegisteredUser, store: Path
+                   ) -> dict[str, str]:
+    """Matrix settings for a bot process, as environment overrides."""
+    return {
+        "COHORTBOT_MATRIX__ENABLED": "true",
+        "COHORTBOT_MATRIX__HOMESERVER": server.base_url,
+        "COHORTBOT_MATRIX__USER_ID": account.user_id,
+        "COHORTBOT_MATRIX__PASSWORD": account.password,
+        "COHORTBOT_MATRIX__STORE_PATH": str(store),
+    }
 
 
 @dataclass
@@ -193,23 +206,8 @@ def from_bot(bot: BotProcess, room_id: str | None = None, *, contains: str = "",
 
 
 async def plant_prompts(db: Path, slug: str, due: list[datetime], tag: str) -> None:
-    """Add `prompt` notifications for a cohort straight into the bot's database (the bot
-    finds them at its next sweep): text `<tag>-<n>`, one per due instant."""
-    from bot.db.engine import create_engine, session_factory
-    from bot.db.uow import SqlUnitOfWorkFactory
-    from bot.domain.model import Cohort, Notification
-
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
-    try:
-        async with SqlUnitOfWorkFactory(session_factory(engine))() as uow:
-            (cohort,) = await uow.find(Cohort, slug=slug)
-            for i, at in enumerate(due):
-                await uow.add_notification(Notification(
-                    key=f"test:{tag}:{i}", kind="prompt", cohort_id=cohort.id, due_at=at,
-                    stale_at=at + timedelta(hours=1), payload={"text": f"{tag}-{i:02d}"}))
-            await uow.commit()
-    finally:
-        await engine.dispose()
+    """`prompt` notifications for an existing cohort, text `<tag>-<n>`, one per instant."""
+    await plant(db, [Planted(slug, f"{tag}-{i:02d}", at) for i, at in enumerate(due)])
 
 
 class ConnectionCounter:

@@ -49,19 +49,23 @@ def slack_environ(fake: FakeSlack, db_url: str, *, mode: str = "http", port: int
     return env
 
 
-
 class SlackProcess:
     """A `cohortbot run` child process on the fake, and how Slack talks to it in its mode.
 
-    Started at construction; a second one on the same `tmp_path` reuses the database."""
+    Started at construction; a second one on the same `tmp_path` reuses the database.
+    `environ`: more settings (e.g. another platform), `admins` the configured admins."""
 
-    def __init__(self, fake: FakeSlack, tmp_path: Path, mode: str) -> None:
+    def __init__(self, fake: FakeSlack, tmp_path: Path, mode: str, *,
+                 environ: dict[str, str] | None = None,
+                 admins: tuple[str, ...] = (f"slack:{WORKSPACE.admin}",)) -> None:
         self.fake = fake
         self.mode = mode
         self.db = tmp_path / "cohortbot.db"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("COHORTBOT_") and "proxy" not in k.lower()}
-        env.update(slack_environ(fake, f"sqlite+aiosqlite:///{self.db}", mode=mode))
+        env.update(slack_environ(fake, f"sqlite+aiosqlite:///{self.db}", mode=mode,
+                                 admins=admins))
+        env.update(environ or {})
         env["PYTHONUNBUFFERED"] = "1"
         self.port = int(env["COHORTBOT_SLACK__HTTP_PORT"])
         self.log = tmp_path / "bot.log"
