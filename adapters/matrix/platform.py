@@ -35,6 +35,7 @@ from nio import (
     ProfileGetResponse,
     RoomCreateEvent,
     RoomCreateResponse,
+    RoomMessagesResponse,
     RoomMessageText,
     RoomPreset,
     RoomSendResponse,
@@ -60,6 +61,10 @@ TZ_FIELDS = ("m.tz", "us.cloke.msc4175.tz")  # the profile's time zone, stable a
 TZ_TTL = 3600.0
 REPLAY_MS = 60_000  # commands up to this old when the sync starts are still answered
 CONCURRENT_COMMANDS = 8
+#: Every message the bot sends from the outbox carries its outbox id under this key.
+OUTBOX_MARK = "io.cohortbot.outbox_id"
+#: How many of its own recent events in a room the bot reads to find an earlier try.
+LOOKBACK_EVENTS = 50
 
 
 class MatrixPlatform:
@@ -413,6 +418,29 @@ class MatrixPlatform:
         except LocalProtocolError:
             pass  # another query took them along already
 
+    async def find_sent(self, room_id: str, outbox_id: int) -> str | None:
+        """The id of our own recent event in `room_id` that carries `outbox_id`, if any: an
+        earlier try that reached the homeserver (from this device or another instance's)."""
+        client = self._client()
+        try:
+            self.requests += 1
+            resp = await client.room_messages(
+                room_id, limit=LOOKBACK_EVENTS,
+                message_filter={"senders": [client.user_id], "types": ["m.room.message",
+                                                                      "m.room.encrypted"]})
+        except (ClientConnectionError, TimeoutError, OSError) as e:
+            raise DeliveryError(f"homeserver unreachable ({type(e).__name__})",
+                                unreachable=True) from None
+        if not isinstance(resp, RoomMessagesResponse):
+            # Cannot tell: sending again could make a second copy, so try later.
+            raise DeliveryError(f"history of {room_id} unavailable: {_code(resp)}",
+                                retry_after=30)
+        for event in resp.chunk:
+            content = (getattr(event, "source", None) or {}).get("content") or {}
+            if content.get(OUTBOX_MARK) == outbox_id:
+                return str(event.event_id)
+        return None
+
     async def send_content(self, room_id: str, content: dict[str, Any],
                            tx_id: str | None = None) -> str:
         """Send one event, waiting out rate limits for a while; returns its event id."""
@@ -485,8 +513,16 @@ class MatrixMessenger:
 
     async def send(self, out: Outgoing) -> str:
         room_id = await self._p.direct_room(out.target) if out.direct else out.target
-        content = render(out.message, ping=True)
-        # The outbox id is the transaction id: the homeserver drops a resend after a crash.
+        content = {**render(out.message, ping=True), OUTBOX_MARK: out.outbox_id}
+        if out.attempt > 1:
+            # An earlier try may have reached the homeserver unbeknown to us (a crash, a lost
+            # answer), maybe from another instance, whose device the transaction id does not
+            # cover: look before sending again.
+            earlier = await self._p.find_sent(room_id, out.outbox_id)
+            if earlier is not None:
+                log.info("matrix: message %s was sent before (found in the room)", out.key)
+                return earlier
+        # The outbox id is the transaction id: the homeserver drops a resend from this device.
         return await self._p.send_content(room_id, content, tx_id=f"cohortbot.{out.outbox_id}")
 
 
