@@ -19,12 +19,12 @@ class Planted:
     due: datetime
 
 
-async def plant(db: Path, items: list[Planted],
+async def plant(db: Path | str, items: list[Planted],
                 channels: dict[str, tuple[str, str]] | None = None) -> None:
     """Add `prompt` notifications (key `test:<text>`) straight into the bot's database; the
     bot finds them at its start or next sweep. `channels`: slug → (platform, channel id) for
-    cohorts to create first, where they do not exist yet."""
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    cohorts to create first, where they do not exist yet. `db`: a SQLite file or a URL."""
+    engine = create_engine(db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}")
     try:
         async with SqlUnitOfWorkFactory(session_factory(engine))() as uow:
             cohorts = {c.slug: c for c in await uow.find(Cohort)}

@@ -269,6 +269,7 @@ class FakeSlack:
         self._method_limits: dict[str, tuple[float, float]] = {}
         self._method_buckets: dict[tuple[str, str], _Bucket] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._hanging = 0
         self._ids = itertools.count(1)
         self._last_ts = 0.0
 
@@ -604,6 +605,11 @@ class FakeSlack:
         """
         self._add_fault(method, _Fault("hang", count, seconds=seconds, process=process))
 
+    def hanging(self) -> int:
+        """How many calls are stalled by `hang_next` right now."""
+        with self._lock:
+            return self._hanging
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -899,7 +905,13 @@ class FakeSlack:
             await asyncio.sleep(delay)
         if fault is not None:
             if fault.kind == "hang":
-                await asyncio.sleep(fault.seconds)
+                with self._lock:
+                    self._hanging += 1
+                try:
+                    await asyncio.sleep(fault.seconds)
+                finally:
+                    with self._lock:
+                        self._hanging -= 1
                 if not fault.process:
                     return self._finish_text(request, method, params, raw_token, content_type,
                                              received, started, 504)
