@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLAN_EVERY = timedelta(hours=6)
+#: After a takeover, how long the new leader waits before it forgets its predecessor's leases:
+#: longer than a leader takes to notice it lost its lock (it checks every 2 s) and stop.
+TAKEOVER_GRACE_SECONDS = 5.0
 
 
 def policy_from(settings: Settings, *, extra_admins: tuple[UserRef, ...] = ()) -> Policy:
@@ -164,9 +167,9 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
             use = getattr(platform, "use_installations", None)
             if callable(use):
                 use(installations)
-    lead = _Lead(app, settings, [p for p in platforms if p.exclusive])
     single = sqlite_path(settings.database.url) is not None or \
         app.engine.dialect.name != "postgresql"
+    lead = _Lead(app, settings, [p for p in platforms if p.exclusive], takeover=not single)
     leadership: Leadership = SoleLeader() if single else PostgresLeader(
         app.engine, f"cohortbot:{settings.matrix.user_id or ''}", on_wake=lead.poke)
     notes: set[asyncio.Task[None]] = set()
@@ -214,15 +217,20 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
 class _Lead:
     """What runs only in the leading instance: the scheduler and the exclusive platforms."""
 
-    def __init__(self, app: App, settings: Settings, platforms: list[Platform]) -> None:
+    def __init__(self, app: App, settings: Settings, platforms: list[Platform], *,
+                 takeover: bool) -> None:
         self._app = app
         self._settings = settings
         self._platforms = platforms
+        self._takeover = takeover  # there may have been a leader before this one
+        self._releasing: asyncio.Task[None] | None = None
         self.waker: Waker | None = None
 
     async def elected(self) -> None:
         from bot.scheduling.waker import Waker
 
+        elected_at = self._app.clock.now()
+        self._app.dispatcher.resume()
         for platform in self._platforms:
             await platform.start(self._app.bot)
             log.info("%s: started", platform.name)
@@ -231,11 +239,35 @@ class _Lead:
         self.waker = Waker(self._app.dispatcher, self._app.planner, self._app.clock,
                            self._settings.scheduler.sweep_seconds)
         await self.waker.start()
+        if self._takeover:
+            self._releasing = asyncio.create_task(self._release(elected_at))
+
+    async def _release(self, elected_at: datetime) -> None:
+        """What the previous leader had claimed but not sent goes out soon, not when its
+        lease ends: once that leader has surely stopped (it checks its lock every few
+        seconds and then sends nothing new), its leases are forgotten. Each such message is
+        looked for on its platform before it is sent again."""
+        await asyncio.sleep(TAKEOVER_GRACE_SECONDS)
+        try:
+            released = await self._app.dispatcher.release_leases(claimed_before=elected_at)
+        except Exception as e:  # noqa: BLE001 - the leases then simply run out
+            log.warning("leadership: could not release the previous leader's leases (%s)",
+                        type(e).__name__)
+            return
+        if released:
+            log.info("leadership: %d message(s) the previous leader was sending go out now",
+                     released)
+            self.poke()
 
     async def deposed(self) -> None:
+        if self._releasing is not None:
+            self._releasing.cancel()
+            await asyncio.gather(self._releasing, return_exceptions=True)
+            self._releasing = None
         waker, self.waker = self.waker, None
         if waker is None:
             return
+        self._app.dispatcher.halt()
         await waker.stop()
         for platform in reversed(self._platforms):
             await platform.stop()

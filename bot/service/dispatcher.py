@@ -73,17 +73,30 @@ class Dispatcher:
         self._directories = directories or {}
         self._outage: dict[str, timedelta] = {}  # platform → its next pause while down
         self._down_until: dict[str, datetime] = {}
+        self._halted = False
 
-    async def release_leases(self) -> int:
-        """Forget every lease. Only for a single instance (SQLite) starting up: leases held
-        by a process that died would otherwise delay its messages until they expire."""
+    async def release_leases(self, *, claimed_before: datetime | None = None) -> int:
+        """Forget leases: all of them (a single instance starting up), or those taken before
+        `claimed_before` (a new leader, once its predecessor has surely stopped sending).
+        Leases held by a process that died would otherwise delay its messages until they
+        expire. Returns how many were released."""
+        cutoff = None if claimed_before is None else claimed_before + LEASE
         async with self._uow() as uow:
             leased = [m for m in await uow.find(OutboxMessage, status="pending")
-                      if m.claimed_until is not None]
+                      if m.claimed_until is not None
+                      and (cutoff is None or m.claimed_until < cutoff)]
             for m in leased:
                 m.claimed_until = None
             await uow.commit()
         return len(leased)
+
+    def halt(self) -> None:
+        """Stop sending after the messages in flight (this instance no longer leads); what
+        it had claimed and not sent waits for the next leader."""
+        self._halted = True
+
+    def resume(self) -> None:
+        self._halted = False
 
     def unreachable(self) -> list[str]:
         """The platforms whose last send found them down (until one gets through)."""
@@ -117,7 +130,7 @@ class Dispatcher:
                     sent, failed, retried = sent + s, failed + x, retried + r
                 # (Started after the batch committed, so it sees the batch's messages.)
                 sending = asyncio.create_task(self._send_due())
-                if f + d == 0:  # (firing may plan steps that are due already: look again)
+                if f + d == 0 or self._halted:  # (firing may plan steps due already)
                     s, x, r = await sending
                     sending = None
                     return RunStats(fired=fired, dropped=dropped, sent=sent + s,
@@ -151,7 +164,7 @@ class Dispatcher:
         now = self._clock.now()
         # A platform found down waits out its pause, new messages included.
         platforms = [p for p in self._messengers if self._down_until.get(p, now) <= now]
-        while platforms:
+        while platforms and not self._halted:
             now = self._clock.now()
             async with self._uow() as uow:
                 batch = await uow.claim_outbox(now, self._policy.batch_size, now + LEASE,
@@ -176,6 +189,8 @@ class Dispatcher:
         async def lane(rows: list[OutboxMessage]) -> None:
             async with slots:
                 for row in rows:
+                    if self._halted:
+                        return
                     if row.platform in down:
                         # One request found the platform down: the rest waits too, rather
                         # than each message trying (and failing) in turn.
