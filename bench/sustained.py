@@ -368,13 +368,15 @@ async def bench(args: argparse.Namespace) -> int:
             after = [mb for at, mb in samples if at - t0 >= warm]
             if not after:
                 continue
-            rows.append([p.proc.pid, round(after[0], 1), round(after[-1], 1),
+            quarters = " / ".join(f"{after[min(len(after) - 1, len(after) * q // 4)]:.0f}"
+                                  for q in range(1, 4))
+            rows.append([p.proc.pid, round(after[0], 1), quarters, round(after[-1], 1),
                          round(after[-1] - after[0], 1),
                          round(100 * (after[-1] - after[0]) / after[0], 1),
                          round(max(mb for _, mb in samples), 1),
                          round(cpu.get(p.proc.pid, float("nan")), 1)])
-        print(c.table(["instance pid", "RSS after warm-up MB", "RSS at end MB", "growth MB",
-                       "growth %", "peak MB", "CPU s"], rows))
+        print(c.table(["instance pid", "RSS after warm-up MB", "at 1/4 / 1/2 / 3/4",
+                       "at end MB", "growth MB", "growth %", "peak MB", "CPU s"], rows))
         ok = not missing and not twice
         print(f"\nnothing lost, nothing twice: {c.verdict(ok)}")
         return 0 if ok else 1
