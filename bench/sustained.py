@@ -214,6 +214,7 @@ def summary(name: str, seconds: list[float]) -> list[Any]:
 
 
 async def bench(args: argparse.Namespace) -> int:
+    print(c.machine_line(), flush=True)  # (the code as the processes start)
     tmp = Path(tempfile.mkdtemp(prefix="cohortbot-sustained-"))
     synapse = SynapseServer(tmp / "synapse", rate_limits="relaxed")
     fake = FakeSlack(team_id=W.team_id, app_id=W.app_id,
@@ -340,7 +341,7 @@ async def bench(args: argparse.Namespace) -> int:
         twice = [k for k, n in arrived.items() if n > 1]
 
         print()
-        print(c.machine_line())
+        print(c.load_line())
         print(f"db={args.db} instances={args.instances} minutes={args.minutes} "
               f"people={args.users}/platform think={args.think}s cohorts={args.cohorts} "
               f"(+{len(slack_placed) // PER_CIRCLE} Slack, {len(rooms)} Matrix)")
