@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import sqlalchemy as sa
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bot.chat.grammar import COMMANDS
@@ -25,7 +26,7 @@ from tests.support.slack import FakeSlack, seed_workspace
 
 MEMBERS = {W.alice, W.bob, W.admin}
 _TOKEN = re.compile(r"<([^<>]*)>")
-SLACK = settings(max_examples=60, deadline=None,
+SLACK = settings(max_examples=60, deadline=None, derandomize=True,  # (the same 60 in CI)
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
                                         HealthCheck.too_slow])
 
@@ -58,14 +59,21 @@ def _texts(message: dict[str, Any]) -> list[str]:
     return out
 
 
-def assert_cannot_ping(message: dict[str, Any]) -> None:
+async def members(bot: SlackBot) -> set[str]:
+    """Everyone the bot may name: the cohort's people as they are now (an admin's `cohort
+    members add` makes a new one, whom the answer then names)."""
+    async with bot.app.engine.connect() as conn:
+        rows = await conn.execute(sa.text("SELECT user_id FROM members"))
+        return {str(r[0]) for r in rows} | MEMBERS
+
+
+def assert_cannot_ping(message: dict[str, Any], known: set[str]) -> None:
     for text in _texts(message):
         for token in _TOKEN.finditer(text):
             inner = token[1]
             if inner.startswith("!date^") or inner.startswith("#"):
                 continue  # a time in each reader's zone; a channel link (notifies no one)
-            assert inner.startswith("@") and inner[1:].split("|")[0] in MEMBERS, (token[0],
-                                                                                  text)
+            assert inner.startswith("@") and inner[1:].split("|")[0] in known, (token[0], text)
 
 
 def _everything(bot: SlackBot) -> list[dict[str, Any]]:
@@ -85,6 +93,9 @@ async def test_anything_after_any_command_through_bolt_gets_an_answer_and_pings_
     before = len(_everything(bot))
     text = f"{name} {tail}"
     if where == "slash":
+        # A form body is UTF-8: a lone surrogate cannot travel in one (JSON events can carry
+        # it escaped, and do below).
+        assume(not any("\ud800" <= ch <= "\udfff" for ch in text))
         result = await bot.command(who, text)
         assert result.status == 200 and result.elapsed < 3.0
     else:
@@ -95,9 +106,10 @@ async def test_anything_after_any_command_through_bolt_gets_an_answer_and_pings_
     new = _everything(bot)[before:]
     opened = bot.fake.modal_stack(who)
     assert new or opened, f"no answer to {text!r}"
+    known = await members(bot)
     for message in new:
         assert not any(b in str(message.get("text")) for b in BROKEN), message
-        assert_cannot_ping(message)
+        assert_cannot_ping(message, known)
     bot.fake.close_modal(who, clear=True)
 
 
@@ -111,4 +123,4 @@ async def test_each_known_injection_in_an_action_is_repeated_inert(
     new = _everything(bot)[before:]
     assert len(new) >= 2
     for message in new:
-        assert_cannot_ping(message)
+        assert_cannot_ping(message, MEMBERS)
