@@ -256,9 +256,8 @@ async def bench(args: argparse.Namespace) -> int:
                 slack_placed = await set_up_slack(fake, procs[0], slack_people)
                 matrix_placed = await set_up_matrix(synapse, watcher, bot_account.user_id,
                                                     matrix_people, http)
-                rooms = sorted({room for _, room in matrix_placed})
-                room_slugs = {room: f"room-{k}" for k, room in enumerate(
-                    dict.fromkeys(r for _, r in matrix_placed))}
+                rooms = list(dict.fromkeys(room for _, room in matrix_placed))
+                room_slugs = {room: f"room-{k}" for k, room in enumerate(rooms)}  # "Room k"
 
                 duration = args.minutes * 60
                 warm = min(60.0, duration * 0.2)
