@@ -879,6 +879,9 @@ def report_decomposition(results: list[RoundTrips], bot_probe: list[dict[str, An
         ("bot: nio processes the sync → message callback", "sync", "cb"),
         ("bot: callback → core starts", "cb", "h0"),
         ("bot: core (Bot.handle)", "h0", "h1"),
+        ("  of which: its CPU time (main thread)", None, "cpu"),
+        ("  of which: in SQL statements (driver round trips included)", None, "sql"),
+        ("  of which: in garbage collection", None, "gc"),
         ("bot: core ends → reply send starts", "h1", "s0"),
         ("bot: callback → reply send starts (echo: no core)", "cb", "s0"),
         ("bot: reply room_send (request → response)", "s0", "s1"),
@@ -899,6 +902,9 @@ def report_decomposition(results: list[RoundTrips], bot_probe: list[dict[str, An
                     d["sync"] = p["sync"]
             elif p["k"] == "h":
                 d["h0"], d["h1"] = p["t0"], p["t1"]
+                for part in ("cpu", "gc", "sql"):
+                    if part in p:
+                        d[part] = p[part]
             elif p["k"] == "send":
                 d["s0"], d["s1"] = p["t0"], p["t1"]
         runs = {}
@@ -909,7 +915,8 @@ def report_decomposition(results: list[RoundTrips], bot_probe: list[dict[str, An
     for name, a, b in stages:
         row: list[Any] = [name]
         for _, runs in columns:
-            vals = [(d[b] - d[a]) * 1e3 for d in runs.values() if a in d and b in d]
+            vals = [(d[b] - (d[a] if a else 0.0)) * 1e3 for d in runs.values()
+                    if (a is None or a in d) and b in d]
             row.append(statistics.fmean(vals) if vals else "-")
         rows.append(row)
     print("\n   where a round trip's time goes (means over the measured runs, ms; from "

@@ -6,7 +6,8 @@ methods wrapped so that each step of a command's way through the bot leaves a ti
 - `sync`: nio hands a sync response to the client (`AsyncClient.receive_response`), i.e. the
   HTTP response is in and parsed, before the event callbacks run;
 - `cb`: the adapter's message callback sees the event (`MatrixPlatform._on_message`);
-- `h`: the core handles the command (`Bot.handle`: start and end);
+- `h`: the core handles the command (`Bot.handle`: start and end), with the main thread's CPU
+  time, the time spent in garbage collection and in SQL statements, and their number, over it;
 - `send`: the adapter sends an event (`MatrixPlatform.send_content`: start and end), keyed by
   the event it replies to, or by its transaction id;
 - `wake`: the scheduler's wake-up runs (`Waker.wake`: start and end).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import gc
 import json
 import os
 import sys
@@ -49,6 +51,20 @@ def record(**fields: Any) -> None:
 def _wrap(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
     original = getattr(owner, name)
     setattr(owner, name, functools.wraps(original)(make(original)))
+
+
+#: Seconds spent in garbage collection and in SQL statements (statement execution as the
+#: main thread sees it: the driver's round trip included), and the number of statements.
+_costs: dict[str, float] = {"gc": 0.0, "sql": 0.0, "statements": 0}
+_gc_started = 0.0
+
+
+def _gc_timer(phase: str, info: dict[str, Any]) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.monotonic()
+    else:
+        _costs["gc"] += time.monotonic() - _gc_started
 
 
 _deferred: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
@@ -99,6 +115,7 @@ def install_defer_poke() -> None:
 
 def install() -> None:
     from nio import AsyncClient, SyncResponse
+    from sqlalchemy.engine import Connection
 
     from adapters.matrix.platform import MatrixPlatform
     from bot.scheduling.waker import Waker
@@ -121,13 +138,29 @@ def install() -> None:
 
     def handle(original: Any) -> Any:
         async def wrapper(self: Any, inv: Any) -> Any:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.thread_time()
+            gc0, sql0, n0 = _costs["gc"], _costs["sql"], _costs["statements"]
             try:
                 return await original(self, inv)
             finally:
                 ev = (inv.event_id or "").removeprefix("matrix:")
-                record(k="h", ev=ev, t0=t0, t1=time.monotonic())
+                record(k="h", ev=ev, t0=t0, t1=time.monotonic(),
+                       cpu=time.thread_time() - cpu0, gc=_costs["gc"] - gc0,
+                       sql=_costs["sql"] - sql0, statements=_costs["statements"] - n0)
         return wrapper
+
+    def execute(original: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.monotonic()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                _costs["sql"] += time.monotonic() - t0
+                _costs["statements"] += 1
+        return wrapper
+
+    gc.callbacks.append(_gc_timer)
+    _wrap(Connection, "_execute_context", execute)
 
     def send_content(original: Any) -> Any:
         async def wrapper(self: Any, room_id: str, content: dict[str, Any],

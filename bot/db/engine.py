@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 import migrations
+from bot.db import sqlite_driver
 from bot.db.tables import map_entities
 
 
@@ -31,11 +32,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     map_entities()
-    if make_url(url).get_backend_name() == "postgresql":
+    u = make_url(url)
+    if u.get_backend_name() == "postgresql":
         # After the server restarts, the pool hands out live connections only; while it is
         # down, a command waits seconds, not minutes, before it hears so.
         kwargs = {"pool_pre_ping": True, "pool_timeout": 5,
                   "connect_args": {"connect_timeout": 5}, **kwargs}
+    elif u.drivername == "sqlite+aiosqlite":
+        # One hand-off to aiosqlite's thread per statement instead of four.
+        kwargs = {"async_creator": sqlite_driver.async_creator(u), **kwargs}
     # Statement parameters hold user text and user ids: they stay out of error messages
     # (and so out of the logs).
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
