@@ -463,15 +463,8 @@ class SqlUnitOfWork:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def seen(self, event_id: str, now: datetime) -> bool:
-        dialect = self._dialect()
-        ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = (
-            ins(t.seen_events)
-            .values(event_id=event_id, seen_at=now)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(t.seen_events.c.event_id)
-        )
-        return (await self.s.execute(stmt)).first() is not None
+        params = {"event_id": event_id, "seen_at": now}
+        return (await self.s.execute(_seen(self._dialect()), params)).first() is not None
 
 
 Shape = tuple[tuple[str, str], ...]  # (column, "eq" | "in" | "null") per condition
@@ -515,6 +508,16 @@ def _find(cls: type[Any], shape: Shape, order_by: str | None) -> Any:
         return stmt.order_by(col.desc() if order_by.startswith("-") else col,
                              *table.primary_key.columns)
     return stmt.order_by(*table.primary_key.columns)
+
+
+@lru_cache(maxsize=2)
+def _seen(dialect: str) -> Any:
+    """Records an event id; returns it only if it was new (every command runs it)."""
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (ins(t.seen_events)
+            .values(event_id=bindparam("event_id"), seen_at=bindparam("seen_at"))
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(t.seen_events.c.event_id))
 
 
 @lru_cache(maxsize=64)
