@@ -24,6 +24,10 @@ in a background task that stamps every event with the time its sync response cam
    The commands take turns run by run (which goes first rotates), after warm-up runs. Reported:
    p50/p90/p99, the ratio to the echo bot with a 95% bootstrap interval, and each bot's CPU
    time per run (all its threads, /proc schedstat). Target: `next` p50 and p99 ≤ 1.1x.
+   With `--repeat K`, K rounds of `--runs` runs each follow one another in the same
+   processes: each round's ratios are shown, and the table (and the verdict) pools them. The
+   p99 of 200 runs is their second-slowest, which moves by tens of percent between
+   identical rounds; K rounds show that spread, and the pooled p99 is the steadier figure.
 
 2. Lateness. N rooms (default 100), each with cohortbot, the echo bot and the member, and one
    cohort linked to each room (set up through `!cohort cohort create` commands). In each round,
@@ -43,7 +47,8 @@ Diagnostics: `--probe` runs cohortbot through bench/matrix_probe.py and the echo
 stamps, and shows where a round trip's time goes; `--py-spy PATH` samples the sending bot in
 each measured phase; `--core-timing` reads cohortbot's own per-command time from its DEBUG log.
 
-    .venv/bin/python bench/matrix.py [--runs 200] [--warmup 20] [--cohorts 100] [--rounds 3]
+    .venv/bin/python bench/matrix.py [--runs 200] [--repeat 1] [--warmup 20] [--cohorts 100]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -825,11 +830,30 @@ def ratio_ci(a: list[float], b: list[float], q: float, iters: int = 2000) -> tup
     return ratios[int(0.025 * iters)], ratios[int(0.975 * iters) - 1]
 
 
+def round_ratios(results: list[RoundTrips], marks: list[int]) -> list[float]:
+    """`next` / echo bot at p50 and p99 over the runs since `marks` (one round)."""
+    bot, floor = (r.lat.seconds[m:] for r, m in ((results[0], marks[0]),
+                                                  (results[-1], marks[-1])))
+    return [c.percentile(bot, q) / c.percentile(floor, q) for q in (50, 99)]
+
+
+def report_rounds(per_round: list[list[float]]) -> None:
+    rows = [[i + 1, f"{p50:.2f}x", f"{p99:.2f}x"] for i, (p50, p99) in enumerate(per_round)]
+    print(f"   each round of the {len(per_round)} on its own (`!cohort next` / echo bot):")
+    print(c.table(["round", "p50", "p99"], rows))
+    p99s = sorted(r[1] for r in per_round)
+    print(f"   p99 ratio over the rounds: median {statistics.median(p99s):.2f}x, "
+          f"{p99s[0]:.2f}–{p99s[-1]:.2f}x; within {TARGET_RATIO}x in "
+          f"{sum(1 for x in p99s if x <= TARGET_RATIO)} of {len(p99s)}")
+
+
 def report_round_trips(results: list[RoundTrips], args: argparse.Namespace,
                        core_ms: list[float], meter: CpuMeter) -> bool:
     bot, floor = results[0], results[-1]
+    rounds = (f"{args.repeat} rounds of {args.runs} runs each, pooled ({args.runs * args.repeat}"
+              " runs each)" if args.repeat > 1 else f"{args.runs} runs each")
     print(f"\n1. round trip of a command on the local Synapse: the member sends, the reply "
-          f"(m.notice, in reply to it) arrives in its long-poll sync; {args.runs} runs each, "
+          f"(m.notice, in reply to it) arrives in its long-poll sync; {rounds}, "
           f"taking turns, after {args.warmup} warm-up runs each")
     rows = []
     for r in results:
@@ -1086,8 +1110,12 @@ async def main_async(args: argparse.Namespace, tmp: Path, procs: list[Any]) -> i
         meter = CpuMeter(pids).start()
         spy.start("round-trip-cohortbot", pids["cohortbot"])
         spy.start("round-trip-echo", pids["echo bot"])
-        await measure_round_trips(watcher, args.runs, args.gap, args.verbose, targets,
-                                  record=True)
+        per_round: list[list[float]] = []
+        for _ in range(args.repeat):
+            marks = [r.lat.n for r in results]
+            await measure_round_trips(watcher, args.runs, args.gap, args.verbose, targets,
+                                      record=True)
+            per_round.append(round_ratios(results, marks))
         spy.stop()
         meter.stop()
         if "Next session of" not in results[0].sample:
@@ -1096,6 +1124,8 @@ async def main_async(args: argparse.Namespace, tmp: Path, procs: list[Any]) -> i
             raise SystemExit(f"unexpected answer to an unknown word: {results[1].sample!r}")
         core = core_times(bot.log(), log_mark)
         ok &= report_round_trips(results, args, core, meter)
+        if args.repeat > 1:
+            report_rounds(per_round)
         if args.probe:
             report_decomposition(results, read_probe(bot_probe), read_probe(echo_probe))
         print(f"   ({time.monotonic() - t0:.0f} s)")
@@ -1199,6 +1229,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=200, help="measured round trips per bot")
     p.add_argument("--warmup", type=int, default=20, help="warm-up round trips per bot")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of --runs round trips per bot, back to back in the same "
+                        "processes: each round's ratios are shown, the table pools them")
     p.add_argument("--gap", type=float, default=0.05,
                    help="seconds between two round trips (default: %(default)s)")
     p.add_argument("--cohorts", type=int, default=100, help="cohorts falling due together")
@@ -1236,8 +1269,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the temporary directory (logs, databases) and print its path")
     p.add_argument("--verbose", action="store_true", help="progress lines")
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.runs < 1:
-        p.error("--rounds and --runs must be at least 1")
+    if min(args.rounds, args.runs, args.repeat) < 1:
+        p.error("--rounds, --runs and --repeat must be at least 1")
     if args.what_if and not args.probe:
         p.error("--what-if needs --probe")
     print(c.machine_line(), flush=True)
