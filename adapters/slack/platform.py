@@ -41,6 +41,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.oauth.state_store.stateless import StatelessOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -79,16 +82,34 @@ QUICK_TIMEOUT = 5.0
 SDK_LOGGERS = ("slack_bolt", "slack_sdk", "adapters.slack.sdk")
 
 
+#: Calls that post something. Slack sometimes carries one out and still answers 500, so
+#: after a 5xx they are not sent again blind: the outbox's next attempt looks for the
+#: message (by its metadata) before it posts.
+POSTING_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage"})
+
+
 def retry_handlers(*, rate_limit_retries: int = 2) -> list[AsyncRetryHandler]:
-    """slack_sdk's handlers: 429 (sleeps Retry-After), 500/503, and failed connects (nothing
-    was sent, so a retry cannot duplicate anything)."""
+    """slack_sdk's handlers: 429 (sleeps Retry-After), 500/503 except for posts, and failed
+    connects (nothing was sent, so a retry cannot duplicate anything)."""
     from aiohttp import ClientConnectorError
 
     return [
         _CountedRateLimitRetryHandler(max_retry_count=rate_limit_retries),
-        AsyncServerErrorRetryHandler(max_retry_count=2),
+        _ServerErrorRetryHandler(max_retry_count=2),
         AsyncConnectionErrorRetryHandler(max_retry_count=2, error_types=[ClientConnectorError]),
     ]
+
+
+class _ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
+    """slack_sdk's 500/503 handler, for every call but those that post."""
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None,
+                               error: Exception | None = None) -> bool:
+        if request.url.rsplit("/", 1)[-1] in POSTING_METHODS:
+            return False
+        return await super()._can_retry_async(state=state, request=request, response=response,
+                                              error=error)
 
 
 class _CountedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):

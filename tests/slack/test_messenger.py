@@ -69,9 +69,9 @@ async def test_pacer_keeps_order_within_a_channel() -> None:
 
 
 def outgoing(n: int, text: str, target: str = W.channel, *, direct: bool = False,
-             key: str = "reminder:1:60") -> Outgoing:
+             key: str = "reminder:1:60", attempt: int = 1) -> Outgoing:
     return Outgoing(outbox_id=n, key=f"{key}/{n}", target=target, direct=direct,
-                    message=Message.of(text))
+                    message=Message.of(text), attempt=attempt)
 
 
 @pytest.fixture
@@ -128,6 +128,35 @@ async def test_a_post_whose_outcome_is_unknown_is_not_posted_twice(
     await messenger.send(outgoing(12, "second"))
     assert [p["text"] for p in fake_slack.posts(W.channel)] == [
         "Reminder: Peer A meets in 1 h", "second"]
+
+
+async def test_a_post_answered_with_500_after_slack_took_it_is_not_posted_twice(
+        messenger: SlackMessenger, fake_slack: FakeSlack) -> None:
+    # Slack posted it and still answered 500: the client must not send it again at once,
+    # and the outbox's next attempt finds it.
+    fake_slack.fail_next("chat.postMessage", 500, applied=True)
+
+    with pytest.raises(DeliveryError) as info:
+        await messenger.send(outgoing(21, "Reminder: Peer A meets in 1 day"))
+    assert not info.value.permanent
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+    ts = await messenger.send(outgoing(21, "Reminder: Peer A meets in 1 day", attempt=2))
+
+    [post] = fake_slack.posts(W.channel)
+    assert post["ts"] == ts
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_calls_that_post_nothing_are_retried_after_a_500(
+        messenger: SlackMessenger, fake_slack: FakeSlack) -> None:
+    fake_slack.fail_next("conversations.open", 503)
+
+    await messenger.send(outgoing(1, "check-in", W.alice, direct=True))
+
+    assert len(fake_slack.calls_to("conversations.open")) == 2
+    assert [m["text"] for m in fake_slack.messages(str(fake_slack.dm_channel(W.alice)))] == [
+        "check-in"]
 
 
 async def test_rate_limits_become_retry_after(messenger: SlackMessenger,

@@ -583,13 +583,16 @@ class FakeSlack:
     # ------------------------------------------------------------------ fault injection
 
     def fail_next(self, method: str, status: int = 500, count: int = 1, *,
-                  error: str | None = None) -> None:
+                  error: str | None = None, applied: bool = False) -> None:
         """The next ``count`` calls to ``method`` ("*" for any) answer HTTP ``status``.
 
         Without ``error`` the body is an HTML error page, as Slack's edge sends; with it, a
-        JSON ``{"ok": false, "error": error}``. Nothing is applied.
+        JSON ``{"ok": false, "error": error}``. Nothing is applied, unless ``applied``: then
+        the call takes effect and the error is answered all the same (as Slack now and then
+        does with a post).
         """
-        self._add_fault(method, _Fault("fail", count, status=status, error=error))
+        self._add_fault(method, _Fault("fail", count, status=status, error=error,
+                                       process=applied))
 
     def ratelimit_next(self, method: str, retry_after: int = 1, count: int = 1) -> None:
         """The next ``count`` calls answer 429 with ``Retry-After: retry_after``."""
@@ -919,10 +922,13 @@ class FakeSlack:
                 return self._finish(request, method, params, raw_token, content_type, received,
                                     started, 429, {"ok": False, "error": "ratelimited"},
                                     {"Retry-After": str(fault.retry_after)})
-            elif fault.error is None:
-                return self._finish_text(request, method, params, raw_token, content_type,
-                                         received, started, fault.status)
-            else:
+            else:  # "fail"
+                if fault.process:  # carried out, and answered with an error all the same
+                    with self._lock:
+                        self._dispatch(method, params, raw_token, json_body, warnings)
+                if fault.error is None:
+                    return self._finish_text(request, method, params, raw_token, content_type,
+                                             received, started, fault.status)
                 return self._finish(request, method, params, raw_token, content_type, received,
                                     started, fault.status, {"ok": False, "error": fault.error})
 
