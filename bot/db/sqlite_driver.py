@@ -8,11 +8,10 @@ statements spends more time in these hand-offs than in SQLite.
 
 The cursor here executes a statement and fetches all its rows in one call, and opening and
 closing it costs no call at all: one round trip per statement. Commit and rollback make none
-when there is no transaction (the pool's rollback of a connection it takes back, after a
-commit). It keeps aiosqlite's thread,
-queue and connection (so commit, rollback, close and SQLAlchemy's own use of them are
-unchanged) and the same semantics: SQLAlchemy fetches every row of a result at once on this
-dialect anyway. It is plugged in through `create_async_engine(async_creator=...)`.
+when there is no transaction (the pool rolls back every connection it takes back, nearly
+always after a commit). Everything else is aiosqlite's own: its thread, its queue, its
+connection. The semantics stay the same, as SQLAlchemy fetches every row of a result at once
+on this dialect anyway. It is plugged in through `create_async_engine(async_creator=...)`.
 
 It must not run anything on the event loop's thread: a statement may wait for a lock
 (`busy_timeout`), and the loop must go on serving the platforms meanwhile.
@@ -49,10 +48,12 @@ class FusedCursor:
     def _run(self, call: Callable[[sqlite3.Cursor], object]) -> list[Any]:
         # In the worker thread: a fresh sqlite3 cursor, the statement, and all its rows.
         cursor = self._conn._conn.cursor()
-        call(cursor)
-        rows = cursor.fetchall() if cursor.description else []
+        try:
+            call(cursor)
+            rows = cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()  # (description, rowcount and lastrowid stay readable)
         self._cursor = cursor
-        cursor.close()  # (description, rowcount and lastrowid stay readable)
         return rows
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> FusedCursor:
@@ -111,14 +112,13 @@ class FusedConnection(aiosqlite.Connection):
             await super().commit()
 
     async def rollback(self) -> None:
-        # The pool rolls back every connection it takes back, nearly always one whose
-        # transaction was committed already: that costs nothing now.
         if self._in_transaction():
             await super().rollback()
 
     def _in_transaction(self) -> bool:
-        # Read between statements (SQLAlchemy runs one at a time on a connection), when the
-        # worker thread is not using the connection; a closed one says so in `super()`.
+        # Read between statements (SQLAlchemy runs one at a time on a connection), so the
+        # worker thread is not using the connection. A closed connection goes on to
+        # aiosqlite, which raises as it always did.
         conn = self._connection
         return conn is None or conn.in_transaction
 
