@@ -24,6 +24,7 @@ from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
 from bot.service.context import Ctx, Handler, Known
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
+from bot.service.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Bot:
         self.policy = policy
         self._directories = directories or {}
         self._on_change = on_change
+        self.turns = Turns()
 
     def wake(self) -> None:
         """Look for due work now (a platform that was down is back)."""
@@ -90,6 +92,11 @@ class Bot:
         return self._directories.get(platform) or NullDirectory()
 
     async def handle(self, inv: Invocation) -> list[Reply]:
+        # Each person's commands one after the other, as they came (see bot/service/turns.py).
+        async with self.turns.turn(inv.user):
+            return await self._handle(inv)
+
+    async def _handle(self, inv: Invocation) -> list[Reply]:
         platform = inv.user.platform
         word = self.policy.prefix_for(platform)
         try:
