@@ -269,6 +269,7 @@ def cohort_template(now: datetime = START, spec: str = SCHEDULE_SPEC) -> dict[st
     return {
         "zone": sched.zone,
         "created_at": now,
+        "tenant": PLATFORM,
         "platform": PLATFORM,
         "schedule": sched.to_json(),
         "roles": list(DEFAULT_ROLES),

@@ -19,7 +19,7 @@ from bot.db.uow import SqlUnitOfWorkFactory
 from bot.domain.refs import UserRef
 from bot.logs import quiet_libraries
 from bot.scheduling.clock import SimulatedClock, SystemClock
-from bot.service.api import Policy
+from bot.service.api import Admin, Policy
 from bot.service.bus import Bot
 from bot.service.dispatcher import Dispatcher
 from bot.service.planner import Planner
@@ -36,9 +36,22 @@ PLAN_EVERY = timedelta(hours=6)
 TAKEOVER_GRACE_SECONDS = 5.0
 
 
+def admin_from(entry: str, settings: Settings) -> Admin:
+    """A configured admin (`platform:id`) and the one tenant they rule: on Slack the
+    workspace (`slack:T…:U…` names it), on Matrix the bot account, in the terminal the
+    terminal."""
+    user = UserRef.parse(entry)
+    if user.platform == "slack":
+        from adapters.slack.tenants import admin
+
+        return admin(user.id, oauth=settings.slack.oauth and settings.slack.bot_token is None)
+    return Admin(user, user.platform)
+
+
 def policy_from(settings: Settings, *, extra_admins: tuple[UserRef, ...] = ()) -> Policy:
     return Policy(
-        admins=frozenset(UserRef.parse(a) for a in settings.bot.admins) | set(extra_admins),
+        admins=frozenset(admin_from(a, settings) for a in settings.bot.admins)
+        | {Admin(u, u.platform) for u in extra_admins},
         default_zone=settings.bot.default_timezone,
         command_word=settings.bot.command,
         questions_per_day=settings.bot.questions_per_day,

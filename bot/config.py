@@ -423,6 +423,17 @@ class Settings(BaseSettings):
 
     _source_path: Path | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _admins_name_their_workspace(self) -> Self:
+        # With OAuth installs every workspace is a tenant of its own: an admin rules one.
+        if self.slack.oauth and self.slack.bot_token is None:
+            for i, entry in enumerate(self.bot.admins):
+                platform, _, ident = entry.partition(":")
+                if platform == "slack" and ":" not in ident:
+                    raise _rule(f"bot.admins[{i}]", "with OAuth installs, name the admin's "
+                                f"workspace: 'slack:T0123:{ident}'")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -33,7 +33,6 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     ProfileGetResponse,
-    RoomCreateEvent,
     RoomCreateResponse,
     RoomMessagesResponse,
     RoomMessageText,
@@ -43,6 +42,7 @@ from nio import (
     WhoamiResponse,
 )
 
+from adapters.matrix.creators import RoomCreators, creator_power
 from adapters.matrix.inbound import command_text
 from adapters.matrix.render import render
 from bot import metrics
@@ -86,7 +86,7 @@ class MatrixPlatform:
         self._handlers: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_COMMANDS)
         self._direct: dict[str, str] = {}  # user id → the direct room with them
-        self.creators: dict[str, set[str]] = {}  # room id → its creators (room version ≥ 12)
+        self.creators = RoomCreators()  # room version ≥ 12: creators outrank power levels
         self._direct_rooms: set[str] = set()
         self._dm_lock = asyncio.Lock()
         self._not_before = 0.0  # monotonic instant before which no send is attempted (429)
@@ -98,7 +98,8 @@ class MatrixPlatform:
     async def start(self, core: Core) -> None:
         self._core = core
         self._command = core.policy.prefix_for(self.name)
-        self._admins = frozenset(u.id for u in core.policy.admins if u.platform == self.name)
+        self._admins = frozenset(a.user.id for a in core.policy.admins
+                                 if a.user.platform == self.name)
         # Commands sent shortly before (the bot restarting, or taking over from another
         # instance) are still answered; the core drops any it answered already.
         self._started_ms = int(time.time() * 1000) - REPLAY_MS
@@ -129,6 +130,7 @@ class MatrixPlatform:
                     self.client = await self._login()
                 resp = await self._sync(first)
                 if isinstance(resp, SyncResponse):
+                    self.creators.note_sync(resp)
                     if pause > 1.0:
                         log.info("matrix: homeserver reachable again")
                         if self._core is not None:
@@ -212,7 +214,6 @@ class MatrixPlatform:
         client.add_event_callback(self._on_message, RoomMessageText)
         client.add_event_callback(self._on_undecrypted, MegolmEvent)
         client.add_event_callback(self._on_invite, InviteMemberEvent)
-        client.add_event_callback(self._on_create, RoomCreateEvent)
         await self._load_direct_rooms(client)
         log.info("matrix: logged in as %s (device %s)", client.user_id, client.device_id)
         return client
@@ -294,14 +295,6 @@ class MatrixPlatform:
         resp = await client.room_redact(room_id, event_id, reason="sent where everyone can see")
         if not isinstance(resp, Exception) and getattr(resp, "event_id", None) is None:
             log.info("matrix: redaction refused in %s: %s", room_id, _code(resp))
-
-    async def _on_create(self, room: MatrixRoom, event: RoomCreateEvent) -> None:
-        # From room version 12 on, a room's creators outrank every power level and are not
-        # listed in the power levels at all.
-        if event.room_version.isdigit() and int(event.room_version) >= 12:
-            extra = event.source.get("content", {}).get("additional_creators") or []
-            self.creators[room.room_id] = {event.sender, *(u for u in extra
-                                                            if isinstance(u, str))}
 
     async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if event.server_timestamp < self._started_ms:
@@ -533,7 +526,7 @@ class MatrixDirectory:
         self._p = platform
         self._zones: dict[str, tuple[float, str | None]] = {}
 
-    async def timezone(self, user: UserRef) -> str | None:
+    async def timezone(self, user: UserRef, tenant: str) -> str | None:
         cached = self._zones.get(user.id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -553,13 +546,18 @@ class MatrixDirectory:
         self._zones[user.id] = (time.monotonic() + TZ_TTL, zone)
         return zone
 
-    async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
+    async def is_admin(self, user: UserRef, place: ChannelRef | None, tenant: str) -> bool:
+        # A power level rules its own room and nothing else: over no room, nobody is.
         level = self._p.settings.admin_power_level
+        channel = place
         if channel is None or channel.platform != self._p.name or level <= 0:
             return False
-        if user.id in self._p.creators.get(channel.id, ()):
-            return True
         client = self._p.client
         room = client.rooms.get(channel.id) if client is not None else None
-        return room is not None and room.power_levels.get_user_level(user.id) >= level
+        if client is None or room is None:
+            return False
+        if creator_power(room.room_version) and user.id in await self._p.creators.of(
+                client, channel.id):
+            return True
+        return bool(room.power_levels.get_user_level(user.id) >= level)
 

@@ -94,12 +94,12 @@ def user_of(payload: JSON) -> UserRef:
     return UserRef(PLATFORM, ident)
 
 
-def command(payload: JSON) -> Invocation:
+def command(payload: JSON, *, tenant: str) -> Invocation:
     """A slash command (`/cohort …`). Only the caller sees what they typed."""
     return Invocation(
         user=user_of(payload), text=decode(str(payload.get("text") or "")),
         channel=channel_ref(payload.get("channel_id")),
-        event_id=_trigger_event_id("cmd", payload), seen_by_channel=False,
+        event_id=_trigger_event_id("cmd", payload), seen_by_channel=False, tenant=tenant,
     )
 
 
@@ -108,7 +108,7 @@ def _trigger_event_id(kind: str, payload: JSON) -> str | None:
     return f"slack:{kind}:{trigger}" if isinstance(trigger, str) and trigger else None
 
 
-def direct_message(body: JSON, *, command_word: str) -> Invocation | None:
+def direct_message(body: JSON, *, command_word: str, tenant: str) -> Invocation | None:
     """A message a person sent the bot in its direct conversation, as a command.
 
     `next` and `/cohort next` (a slash command typed with a leading space arrives as a
@@ -127,6 +127,7 @@ def direct_message(body: JSON, *, command_word: str) -> Invocation | None:
     return Invocation(
         user=UserRef(PLATFORM, str(event["user"])), text=raw, channel=None,
         event_id=f"slack:ev:{event_id}" if event_id else None, seen_by_channel=False,
+        tenant=tenant,
     )
 
 
@@ -139,34 +140,11 @@ def action_channel(payload: JSON) -> str | None:
     return ident if isinstance(ident, str) and ident else None
 
 
-def button_click(payload: JSON, action: JSON, index: int = 0) -> Invocation:
+def button_click(payload: JSON, action: JSON, index: int = 0, *, tenant: str) -> Invocation:
     """A click on a button that runs a command (`Message.actions`), as the clicking user."""
     trigger = payload.get("trigger_id") or action.get("action_ts")
     return Invocation(
         user=user_of(payload), text=str(action.get("value") or ""),
         channel=channel_ref(action_channel(payload)),
-        event_id=f"slack:act:{trigger}:{index}" if trigger else None,
+        event_id=f"slack:act:{trigger}:{index}" if trigger else None, tenant=tenant,
     )
-
-
-_MENTIONED = re.compile(r"<@([UW][A-Z0-9]+)")
-
-
-def places(body: JSON) -> set[str]:
-    """The channel, conversation and user ids a request names: the caller, where they are,
-    and the people their command mentions (they are in the caller's workspace). An OAuth
-    install learns from these which workspace's token reaches whom."""
-    out: set[str] = set()
-    raw_event = body.get("event")
-    event: JSON = raw_event if isinstance(raw_event, dict) else {}
-    for value in (body.get("channel_id"), body.get("user_id"), event.get("channel"),
-                  event.get("user"), action_channel(body)):
-        if isinstance(value, str) and value:
-            out.add(value)
-    user = body.get("user")
-    if isinstance(user, dict) and isinstance(user.get("id"), str):
-        out.add(user["id"])
-    for text in (body.get("text"), event.get("text")):
-        if isinstance(text, str):
-            out.update(_MENTIONED.findall(text))
-    return {p for p in out if p[:1] in ("C", "G", "D", "U", "W")}

@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -165,6 +166,10 @@ class Listeners:
 
     # ------------------------------------------------------------------ helpers
 
+    @staticmethod
+    def _tenant(where: Where) -> str:
+        return where.tenant or inbound.PLATFORM
+
     def _teller(self, where: Where) -> Callable[[str], Awaitable[None]]:
         async def tell(text: str) -> None:
             await self.replier.private(Message.of(text), where)
@@ -178,7 +183,7 @@ class Listeners:
         if not trigger_id:
             return False
         try:
-            client = await self.clients.client_for(where.user)
+            client = await self.clients.client_for(where.tenant)
             await client.views_open(trigger_id=trigger_id, view=view)
             return True
         except SlackApiError as e:
@@ -208,7 +213,7 @@ class Listeners:
                                         "action add <text>")
             return True
         if words == "checkin":
-            items = await self.core.checkin_items(user)
+            items = await self.core.checkin_items(user, where.tenant or inbound.PLATFORM)
             cohort = flag.split()[-1] if flag else None
             items = [i for i in items if cohort in (None, i.cohort)]
             if items:
@@ -219,16 +224,17 @@ class Listeners:
 
     # ------------------------------------------------------------------ slash command
 
-    async def on_command(self, ack: AsyncAck, body: JSON) -> None:
+    async def on_command(self, ack: AsyncAck, body: JSON, context: AsyncBoltContext) -> None:
         await ack()
         where = Where(user=str(body.get("user_id")), channel=body.get("channel_id"),
-                      response_url=body.get("response_url"))
+                      response_url=body.get("response_url"),
+                      tenant=self.clients.tenant(context))
         self.tasks.spawn(self._command(body, where), what="command", tell=self._teller(where))
 
     async def _command(self, body: JSON, where: Where) -> None:
-        inv = inbound.command(body)
+        inv = inbound.command(body, tenant=self._tenant(where))
         split = inbound.split_cohort(inv.text)
-        where = Where(where.user, where.channel, where.response_url, split.flag)
+        where = replace(where, flag=split.flag)
         if await self._form_for(split.words, split.flag, where, inv.user,
                                 body.get("trigger_id")):
             return
@@ -236,27 +242,30 @@ class Listeners:
 
     # ------------------------------------------------------------------ buttons
 
-    async def on_button(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
+    async def on_button(self, ack: AsyncAck, body: JSON, action: JSON,
+                        context: AsyncBoltContext) -> None:
         await ack()
         user = inbound.user_of(body)
         where = Where(user=user.id, channel=inbound.action_channel(body),
-                      response_url=body.get("response_url"))
+                      response_url=body.get("response_url"),
+                      tenant=self.clients.tenant(context))
         self.tasks.spawn(self._button(body, action, where), what="button",
                          tell=self._teller(where))
 
     async def _button(self, body: JSON, action: JSON, where: Where) -> None:
-        inv = inbound.button_click(body, action)
+        inv = inbound.button_click(body, action, tenant=self._tenant(where))
         split = inbound.split_cohort(inv.text)
-        where = Where(where.user, where.channel, where.response_url, split.flag)
+        where = replace(where, flag=split.flag)
         if await self._form_for(split.words, split.flag, where, inv.user,
                                 body.get("trigger_id")):
             return
         await self._run(inv, where)
 
-    async def on_home_button(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
+    async def on_home_button(self, ack: AsyncAck, body: JSON, action: JSON,
+                             context: AsyncBoltContext) -> None:
         await ack()
         user = inbound.user_of(body)
-        where = Where(user=user.id)
+        where = Where(user=user.id, tenant=self.clients.tenant(context))
         value = str(action.get("value") or "")
         self.tasks.spawn(self._home_button(value, user, body.get("trigger_id"), where),
                          what="home button", tell=self._teller(where))
@@ -264,7 +273,7 @@ class Listeners:
     async def _home_button(self, value: str, user: UserRef, trigger: str | None,
                            where: Where) -> None:
         if value == "refresh" or not await self._form_for(value, "", where, user, trigger):
-            await self.publish_home(user)
+            await self.publish_home(user, self._tenant(where))
 
     async def on_ack_only(self, ack: AsyncAck) -> None:
         await ack()
@@ -279,20 +288,22 @@ class Listeners:
         origin, _ = views.Origin.load(view.get("private_metadata"))
         await ack(response_action="push", view=views.ask_preview(origin, question))
 
-    async def on_ask_send(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+    async def on_ask_send(self, ack: AsyncAck, body: JSON, view: JSON,
+                          context: AsyncBoltContext) -> None:
         await ack(response_action="clear")
         origin, question = views.previewed_question(view)
         user = inbound.user_of(body)
         where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url,
-                      flag=origin.flag)
+                      flag=origin.flag, tenant=self.clients.tenant(context))
         if not question:
             return
         inv = Invocation(user=user, text=f"{origin.flag}ask {question}",
                          channel=inbound.channel_ref(origin.channel),
-                         event_id=_view_event_id(view))
+                         event_id=_view_event_id(view), tenant=self._tenant(where))
         self.tasks.spawn(self._run(inv, where), what="question", tell=self._teller(where))
 
-    async def on_action_add(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+    async def on_action_add(self, ack: AsyncAck, body: JSON, view: JSON,
+                            context: AsyncBoltContext) -> None:
         text = views.action_of(view)
         if not text:
             await ack(response_action="errors", errors={"action": "Write the action first."})
@@ -301,17 +312,19 @@ class Listeners:
         origin, _ = views.Origin.load(view.get("private_metadata"))
         user = inbound.user_of(body)
         where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url,
-                      flag=origin.flag)
+                      flag=origin.flag, tenant=self.clients.tenant(context))
         inv = Invocation(user=user, text=f"{origin.flag}action add {text}",
                          channel=inbound.channel_ref(origin.channel),
-                         event_id=_view_event_id(view))
+                         event_id=_view_event_id(view), tenant=self._tenant(where))
         self.tasks.spawn(self._run(inv, where), what="action form", tell=self._teller(where))
 
-    async def on_checkin(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+    async def on_checkin(self, ack: AsyncAck, body: JSON, view: JSON,
+                         context: AsyncBoltContext) -> None:
         await ack()
         origin, commands = views.checkin_commands(view)
         user = inbound.user_of(body)
-        where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url)
+        where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url,
+                      tenant=self.clients.tenant(context))
         self.tasks.spawn(self._checkin(user, commands, view, where), what="check-in form",
                          tell=self._teller(where))
 
@@ -324,37 +337,41 @@ class Listeners:
         said: list[Message] = []
         for i, text in enumerate(commands):
             inv = Invocation(user=user, text=text, channel=None,
-                             event_id=f"{base}:{i}" if base else None)
+                             event_id=f"{base}:{i}" if base else None,
+                             tenant=self._tenant(where))
             said += [r.message for r in await self.core.handle(inv)]
         if said:
             await self.replier.private(lines(said), where)
 
     # ------------------------------------------------------------------ events
 
-    async def on_message(self, body: JSON, event: JSON) -> None:
-        inv = inbound.direct_message(body, command_word=self.word)
+    async def on_message(self, body: JSON, event: JSON, context: AsyncBoltContext) -> None:
+        tenant = self.clients.tenant(context)
+        inv = inbound.direct_message(body, command_word=self.word, tenant=tenant)
         if inv is None:
             return
         where = Where(user=inv.user.id, channel=event.get("channel"),
-                      dm_channel=event.get("channel"))
+                      dm_channel=event.get("channel"), tenant=tenant)
         self.tasks.spawn(self._run(inv, where), what="direct message",
                          tell=self._teller(where))
 
-    async def on_home_opened(self, event: JSON) -> None:
+    async def on_home_opened(self, event: JSON, context: AsyncBoltContext) -> None:
         if event.get("tab") != "home" or not event.get("user"):
             return
         user = UserRef(inbound.PLATFORM, str(event["user"]))
-        self.tasks.spawn(self.publish_home(user), what="app home")
+        self.tasks.spawn(self.publish_home(user, self.clients.tenant(context)), what="app home")
 
-    async def publish_home(self, user: UserRef) -> None:
-        """The App Home, built from the replies of `next` and `action list`."""
+    async def publish_home(self, user: UserRef, tenant: str) -> None:
+        """The App Home in `tenant`'s workspace, built from the replies of `next` and
+        `action list` there."""
         sections: list[tuple[str, Message]] = []
         for heading, text in (("Next session", "next"), ("Your open actions", "action list")):
-            replies = await self.core.handle(Invocation(user=user, text=text, channel=None))
+            replies = await self.core.handle(Invocation(user=user, text=text, channel=None,
+                                                        tenant=tenant))
             sections.append((heading, lines([r.message for r in replies])))
-        items = await self.core.checkin_items(user)
+        items = await self.core.checkin_items(user, tenant)
         view = views.home(sections, has_actions=bool(items), prefix=self.prefix)
-        client = await self.clients.client_for(user.id)
+        client = await self.clients.client_for(tenant)
         await client.views_publish(user_id=user.id, view=view)
 
     async def on_uninstalled(self, event: JSON, context: AsyncBoltContext) -> None:

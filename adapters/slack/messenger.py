@@ -122,26 +122,27 @@ class SlackMessenger:
     def __init__(self, pacer: Pacer | None = None) -> None:
         self.pacer = pacer or Pacer()
         self._router: Router | None = None
-        self._admins: Callable[[], frozenset[str]] = frozenset
-        self._dm: dict[str, str] = {}
-        self._dm_locks: dict[str, asyncio.Lock] = {}
+        self._admins: Callable[[], frozenset[tuple[str, str]]] = frozenset
+        self._dm: dict[tuple[str | None, str], str] = {}  # (tenant, user) → conversation
+        self._dm_locks: dict[tuple[str | None, str], asyncio.Lock] = {}
         self._unknown: dict[int, tuple[str, float]] = {}  # outbox id → (channel, first try)
         self._not_posted: set[int] = set()  # outbox ids whose last try surely posted nothing
         self._alerted: dict[tuple[str, str], float] = {}
         self._dead_tokens: set[str] = set()  # in memory only, never logged
 
     def bind(self, client: AsyncWebClient | Router,
-             admins: Callable[[], frozenset[str]]) -> None:
+             admins: Callable[[], frozenset[tuple[str, str]]]) -> None:
         """`client`: the one bot token's client, or a router that picks the workspace's.
-        `admins`: the Slack user ids to alert about messages that cannot be delivered."""
+        `admins`: the (tenant, Slack user id) of each configured admin, to alert about
+        messages that cannot be delivered in their own workspace."""
         self._router = OneWorkspace(client) if isinstance(client, AsyncWebClient) else client
         self._admins = admins
         self._dead_tokens.clear()
 
-    async def client_for(self, place: str | None) -> AsyncWebClient:
+    async def client_for(self, tenant: str | None) -> AsyncWebClient:
         if self._router is None:
             raise DeliveryError("slack is not connected yet", unreachable=True)
-        return await self._router.client_for(place)
+        return await self._router.client_for(tenant)
 
     # ------------------------------------------------------------------ outbox
 
@@ -149,9 +150,9 @@ class SlackMessenger:
         place = "a direct message" if out.direct else f"channel {out.target}"
         client: AsyncWebClient | None = None
         try:
-            client = await self.client_for(out.target)
-            channel = (await self.dm_channel(out.target, client=client) if out.direct
-                       else out.target)
+            client = await self.client_for(out.tenant)
+            channel = (await self.dm_channel(out.target, tenant=out.tenant, client=client)
+                       if out.direct else out.target)
         except DeliveryError as e:
             await self._failed(e, out, place, client)
             raise
@@ -199,16 +200,18 @@ class SlackMessenger:
         await self.alert("dm" if out.direct else out.target, e.reason, (
             f"I could not deliver a message ({what}) to {where}: "
             f"{render.escape(PERMANENT.get(e.reason, e.reason))} "
-            "It is marked as failed and will not be retried."), client=client)
+            "It is marked as failed and will not be retried."), tenant=out.tenant, client=client)
 
     # ------------------------------------------------------------------ posting
 
     async def post(self, channel: str, message: Message | str, *, outbox_id: int | None = None,
-                   client: AsyncWebClient | None = None, prefix: str = "") -> str:
-        """Post to a conversation, paced; returns the ts. Raises DeliveryError.
+                   tenant: str | None = None, client: AsyncWebClient | None = None,
+                   prefix: str = "") -> str:
+        """Post to a conversation of `tenant`'s workspace, paced; returns the ts. Raises
+        DeliveryError.
 
         A `str` is mrkdwn the adapter wrote itself (never user text)."""
-        client = client or await self.client_for(channel)
+        client = client or await self.client_for(tenant)
         args: dict[str, Any] = (
             render.payload(message, prefix=prefix) if isinstance(message, Message)
             else {"text": message, "unfurl_links": False, "unfurl_media": False})
@@ -226,31 +229,34 @@ class SlackMessenger:
                 raise failure from None
         return str(resp.get("ts") or "")
 
-    async def dm_channel(self, user_id: str, *, client: AsyncWebClient | None = None) -> str:
-        """The bot's direct conversation with `user_id` (opened once, then cached)."""
-        cached = self._dm.get(user_id)
+    async def dm_channel(self, user_id: str, *, tenant: str | None,
+                         client: AsyncWebClient | None = None) -> str:
+        """The bot's direct conversation with `user_id` in `tenant`'s workspace (opened
+        once, then cached): each workspace's bot has its own with the same person."""
+        key = (tenant, user_id)
+        cached = self._dm.get(key)
         if cached is not None:
             return cached
-        lock = self._dm_locks.setdefault(user_id, asyncio.Lock())
+        lock = self._dm_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if user_id in self._dm:
-                return self._dm[user_id]
+            if key in self._dm:
+                return self._dm[key]
             try:
-                client = client or await self.client_for(user_id)
+                client = client or await self.client_for(tenant)
                 resp = await client.conversations_open(users=user_id)
             except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
                 raise _delivery_error(e) from None
             channel = str((resp.get("channel") or {}).get("id") or "")
             if not channel:
                 raise DeliveryError("no_channel")
-            self._dm[user_id] = channel
+            self._dm[key] = channel
             return channel
 
-    async def send_dm(self, user_id: str, message: Message | str, *, prefix: str = "",
-                      client: AsyncWebClient | None = None) -> str:
-        client = client or await self.client_for(user_id)
-        return await self.post(await self.dm_channel(user_id, client=client), message,
-                               prefix=prefix, client=client)
+    async def send_dm(self, user_id: str, message: Message | str, *, tenant: str | None,
+                      prefix: str = "", client: AsyncWebClient | None = None) -> str:
+        client = client or await self.client_for(tenant)
+        return await self.post(await self.dm_channel(user_id, tenant=tenant, client=client),
+                               message, prefix=prefix, client=client)
 
     async def _find_posted(self, channel: str, outbox_id: int, since: float,
                            client: AsyncWebClient) -> str | None:
@@ -274,10 +280,11 @@ class SlackMessenger:
 
     # ------------------------------------------------------------------ alerts
 
-    async def alert(self, place: str, error: str, mrkdwn: str, *,
+    async def alert(self, place: str, error: str, mrkdwn: str, *, tenant: str | None,
                     client: AsyncWebClient) -> None:
-        """Tell the configured Slack admins of the workspace `client` speaks for, at most once
-        an hour per place and error."""
+        """Tell the configured Slack admins of the workspace `client` speaks for (`tenant`),
+        at most once an hour per place and error. Another workspace's admins hear nothing:
+        the place means nothing to them, and it is not theirs to know of."""
         if self._router is None or client.token in self._dead_tokens:
             return
         now = time.monotonic()
@@ -285,10 +292,10 @@ class SlackMessenger:
         if now - self._alerted.get(key, -ALERT_EVERY) < ALERT_EVERY:
             return
         self._alerted[key] = now
-        for admin in sorted(self._admins()):
+        for admin_tenant, admin in sorted(self._admins()):
+            if admin_tenant != tenant:
+                continue
             try:
-                if (await self.client_for(admin)).token != client.token:
-                    continue  # an admin in another workspace: the place means nothing there
-                await self.send_dm(admin, mrkdwn, client=client)
+                await self.send_dm(admin, mrkdwn, tenant=tenant, client=client)
             except DeliveryError as e:
                 log.warning("slack: could not alert an admin: %s", e.reason)

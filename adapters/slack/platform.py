@@ -34,7 +34,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -47,7 +46,6 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.oauth.state_store.stateless import StatelessOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import inbound
 from adapters.slack.directory import SlackDirectory
 from adapters.slack.listeners import Background, Gate, Listeners
 from adapters.slack.manifest import BOT_SCOPES
@@ -183,7 +181,7 @@ class SlackPlatform:
         token = self._secret("bot_token")
         client = self.web_client(token)
         admins = lambda: frozenset(  # noqa: E731 - read at each alert: the policy may change
-            a.id for a in core.policy.admins if a.platform == "slack")
+            (a.tenant, a.user.id) for a in core.policy.admins if a.user.platform == "slack")
         options: dict[str, Any] = {}
         clients: Router
         if self.oauth:
@@ -209,8 +207,6 @@ class SlackPlatform:
         replier = Replier(self.messenger, self._session, invite_hint=hint)
         self.listeners = Listeners(core, replier, clients, self.background,
                                    revoked=self._revoked if self.oauth else None)
-        if self.oauth:
-            app.middleware(self._learn_places)
         self.listeners.register(app)
         return app
 
@@ -239,20 +235,6 @@ class SlackPlatform:
             logger=logging.getLogger("adapters.slack.sdk"))
         return {"oauth_settings": settings, "installation_store": store,
                 "installation_store_bot_only": True, "authorize": authorize}
-
-    async def _learn_places(self, context: AsyncBoltContext, body: dict[str, Any],
-                            next: Any) -> BoltResponse:
-        """Middleware (OAuth only, after authorization): note which workspace the places a
-        request names are in, so that later messages to them use its token."""
-        assert self.workspaces is not None
-        key = install_key(context)
-        if key != (None, None):
-            new = self.workspaces.learn(key, inbound.places(body))
-            if new:
-                self.background.spawn(self.workspaces.remember(key, new),
-                                      what="workspace map")
-        response: BoltResponse = await next()
-        return response
 
     async def _revoked(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
         """`app_uninstalled`, or `tokens_revoked`: the workspace's installation goes."""

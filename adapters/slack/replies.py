@@ -40,6 +40,7 @@ class Where:
     response_url: str | None = None
     flag: str = ""  # "--cohort peer-a " when the caller named a cohort: buttons keep it
     dm_channel: str | None = None  # the bot's DM with the user, when the command came from it
+    tenant: str | None = None  # the workspace the request came from: whose token answers
 
     @property
     def in_channel(self) -> str | None:
@@ -75,7 +76,7 @@ class Replier:
             return
         if where.in_channel:
             try:
-                client = await self._messenger.client_for(where.in_channel)
+                client = await self._messenger.client_for(where.tenant)
                 await client.chat_postEphemeral(
                     channel=where.in_channel, user=where.user, **body)
                 return
@@ -86,9 +87,11 @@ class Replier:
     async def dm(self, message: Message, where: Where) -> None:
         try:
             if where.dm_channel:
-                await self._messenger.post(where.dm_channel, message, prefix=where.flag)
+                await self._messenger.post(where.dm_channel, message, prefix=where.flag,
+                                           tenant=where.tenant)
             else:
-                await self._messenger.send_dm(where.user, message, prefix=where.flag)
+                await self._messenger.send_dm(where.user, message, prefix=where.flag,
+                                              tenant=where.tenant)
         except DeliveryError as e:
             log.warning("slack: could not reply by direct message (%s)", e.reason)
 
@@ -98,7 +101,7 @@ class Replier:
             await self.dm(message, where)
             return
         try:
-            await self._messenger.post(channel, message, prefix=where.flag)
+            await self._messenger.post(channel, message, prefix=where.flag, tenant=where.tenant)
             return
         except DeliveryError as e:
             if e.reason not in NOT_A_MEMBER:

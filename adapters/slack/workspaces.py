@@ -2,11 +2,10 @@
 
 - `OneWorkspace`: the configured bot token, everywhere (the default).
 - `ManyWorkspaces`: each workspace's own installation, from the `SlackInstallations` port.
-  Outbox messages name only a channel or a person, so every inbound request teaches it the
-  workspace of the channel, the caller and the people mentioned (`inbound.places`). That is
-  kept in memory and, through the port, in the database, so a reminder still finds its
-  workspace after a restart. A place never seen, or a workspace that uninstalled the app,
-  is a permanent `DeliveryError` (`not_installed`).
+  Every message, lookup and reply carries its tenant (`adapters.slack.tenants`), which names
+  its workspace, so the token is that workspace's installation's: a person seen in two
+  workspaces is reached through each one's own. A workspace that has no installation (it
+  uninstalled the app) is a permanent `DeliveryError` (`not_installed`).
 - `BoltInstallationStore`: Bolt's installation store interface over the same port, so the
   OAuth flow saves installs and Bolt's authorization finds each request's bot token.
 
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.tenants import SINGLE, Key, key_of, tenant_of
 from bot.service.ports import DeliveryError, SlackInstallation, SlackInstallations
 
 log = logging.getLogger(__name__)
@@ -35,77 +35,70 @@ log = logging.getLogger(__name__)
 CLIENT_TTL = 60.0
 NOT_INSTALLED = "not_installed"
 
-Key = tuple[str | None, str | None]  # (enterprise id, team id)
-
 
 class Router(Protocol):
-    async def client_for(self, place: str | None) -> AsyncWebClient:
-        """The client whose token reaches `place` (a channel, conversation or user id).
-        Raises DeliveryError when no token does."""
+    async def client_for(self, tenant: str | None) -> AsyncWebClient:
+        """The client whose token speaks in `tenant` (a workspace). Raises DeliveryError
+        when no token does."""
+        ...
+
+    def tenant(self, context: Any) -> str:
+        """The tenant a Bolt request belongs to."""
         ...
 
 
 class OneWorkspace:
-    """One bot token for every place."""
+    """One bot token for every place: one workspace, one tenant."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
-    async def client_for(self, place: str | None) -> AsyncWebClient:
+    async def client_for(self, tenant: str | None) -> AsyncWebClient:
         return self.client
+
+    def tenant(self, context: Any) -> str:
+        return SINGLE
 
 
 class ManyWorkspaces:
-    """Each place's workspace, and that workspace's bot token."""
+    """Each workspace's bot token, found by the tenant that names the workspace."""
 
     def __init__(self, store: SlackInstallations, make_client: Callable[[str], AsyncWebClient],
                  *, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._make_client = make_client
         self._clock = clock
-        self._places: dict[str, Key] = {}
         self._clients: dict[Key, tuple[float, AsyncWebClient]] = {}
 
     def sibling(self, make_client: Callable[[str], AsyncWebClient]) -> ManyWorkspaces:
-        """The same map of places, with clients made another way (e.g. quicker timeouts)."""
-        other = ManyWorkspaces(self.store, make_client, clock=self._clock)
-        other._places = self._places
-        return other
+        """The same installations, with clients made another way (e.g. quicker timeouts)."""
+        return ManyWorkspaces(self.store, make_client, clock=self._clock)
 
-    def learn(self, key: Key, places: Iterable[str]) -> list[str]:
-        """Note where these places are; returns those that were new or had moved (for the
-        caller to `remember` in the store)."""
-        new = [p for p in places if p and self._places.get(p) != key]
-        for p in new:
-            self._places[p] = key
-        return new
-
-    async def remember(self, key: Key, places: list[str]) -> None:
-        await self.store.remember(places, enterprise_id=key[0], team_id=key[1])
+    def tenant(self, context: Any) -> str:
+        """The workspace a request came from (on Enterprise Grid, with its organisation)."""
+        enterprise, team = getattr(context, "enterprise_id", None), getattr(
+            context, "team_id", None)
+        return tenant_of(enterprise, team)
 
     def forget(self, key: Key) -> None:
         """The workspace uninstalled the app (or its token was revoked)."""
         self._clients.pop(key, None)
+        for cached in [k for k in self._clients if k[0] == key[0] and key[1] is None]:
+            self._clients.pop(cached, None)  # an organisation-wide install went
 
-    async def client_for(self, place: str | None) -> AsyncWebClient:
-        key = self._places.get(place) if place else None
-        if key is not None:
-            hit = self._clients.get(key)
-            if hit is not None and hit[0] > self._clock():
-                return hit[1]
-            installation = await self.store.find(enterprise_id=key[0], team_id=key[1])
-            if installation is None and key[0] is not None and key[1] is not None:
-                installation = await self.store.find(enterprise_id=key[0], team_id=None)
-        elif place:
-            installation = await self.store.find_for_place(place)
-        else:
-            installation = None
+    async def client_for(self, tenant: str | None) -> AsyncWebClient:
+        key = key_of(tenant)
+        if key is None:
+            raise DeliveryError(NOT_INSTALLED, permanent=True)
+        hit = self._clients.get(key)
+        if hit is not None and hit[0] > self._clock():
+            return hit[1]
+        installation = await self.store.find(enterprise_id=key[0], team_id=key[1])
+        if installation is None and key[0] is not None and key[1] is not None:
+            # A workspace of an organisation where the app was installed org-wide.
+            installation = await self.store.find(enterprise_id=key[0], team_id=None)
         if installation is None:
             raise DeliveryError(NOT_INSTALLED, permanent=True)
-        key = (installation.enterprise_id, installation.team_id)
-        if place:
-            self._places[place] = key
-        hit = self._clients.get(key)
         if hit is not None and hit[1].token == installation.bot_token:
             client = hit[1]
         else:

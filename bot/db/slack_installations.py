@@ -1,15 +1,14 @@
-"""The `SlackInstallations` port in SQLAlchemy: Slack OAuth installs and the workspace of each
-place the bot has met, in `slack_installations` and `slack_places`.
+"""The `SlackInstallations` port in SQLAlchemy: Slack OAuth installs, one row per workspace (or
+Enterprise Grid organisation) in `slack_installations`.
 
 Each method is one short transaction of its own (they are called from Slack request handling
 and from the messenger, never inside a unit of work). Writes are upserts, so two instances that
-save the same workspace or meet the same channel at once do not fail. Tokens are secrets:
+save the same workspace at once do not fail. Tokens are secrets:
 nothing here logs a row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -19,9 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import tables as t
 from bot.service.ports import SlackInstallation
-
-#: Places per upsert statement (well inside every backend's parameter limit).
-CHUNK = 500
 
 
 def _key(value: str | None) -> str:
@@ -70,32 +66,6 @@ class SqlSlackInstallations:
             result: Any = await session.execute(delete(tbl).where(
                 tbl.c.enterprise_id == _key(enterprise_id), tbl.c.team_id == _key(team_id)))
         return bool(result.rowcount)
-
-    async def remember(self, place_ids: Sequence[str], *, enterprise_id: str | None,
-                       team_id: str | None) -> None:
-        ids = sorted(set(place_ids))
-        if not ids:
-            return
-        ent, team = _key(enterprise_id), _key(team_id)
-        async with self._factory() as session, session.begin():
-            for start in range(0, len(ids), CHUNK):
-                rows = [{"place_id": p, "enterprise_id": ent, "team_id": team}
-                        for p in ids[start:start + CHUNK]]
-                stmt = self._insert(session, t.slack_places).values(rows)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["place_id"],
-                    set_={"enterprise_id": stmt.excluded.enterprise_id,
-                          "team_id": stmt.excluded.team_id})
-                await session.execute(stmt)
-
-    async def find_for_place(self, place_id: str) -> SlackInstallation | None:
-        inst, place = t.slack_installations, t.slack_places
-        async with self._factory() as session:
-            row = (await session.execute(
-                select(inst).join(place, (place.c.enterprise_id == inst.c.enterprise_id)
-                                  & (place.c.team_id == inst.c.team_id))
-                .where(place.c.place_id == place_id))).mappings().first()
-        return _installation(row) if row is not None else None
 
 
 def _installation(row: Any) -> SlackInstallation:

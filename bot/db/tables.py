@@ -73,7 +73,8 @@ def _id() -> Column[int]:
 cohorts = Table(
     "cohorts", metadata, _id(),
     Column("name", String(80), nullable=False),
-    Column("slug", String(40), nullable=False, unique=True),
+    Column("tenant", String(200), nullable=False),
+    Column("slug", String(40), nullable=False),
     Column("zone", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("platform", String(16)),
@@ -86,7 +87,9 @@ cohorts = Table(
     Column("archived_at", UTCDateTime),
     Column("question_seq", Integer, nullable=False),
     Column("planned_through", UTCDateTime),
-    UniqueConstraint("platform", "channel_id", name="uq_cohorts_channel"),
+    # A channel two workspaces share (Slack Connect) can hold a cohort of each.
+    UniqueConstraint("tenant", "platform", "channel_id", name="uq_cohorts_channel"),
+    UniqueConstraint("tenant", "slug", name="uq_cohorts_tenant_slug"),
 )
 
 members = Table(
@@ -237,6 +240,7 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("cohort_id", ForeignKey("cohorts.id", ondelete="SET NULL")),
+    Column("tenant", String(200)),
     Column("stale_at", UTCDateTime),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -265,15 +269,6 @@ slack_installations = Table(
     Column("installer_user_id", String(32), nullable=False),
     Column("scopes", Text, nullable=False),
     Column("installed_at", UTCDateTime, nullable=False),
-)
-
-# Which workspace a Slack channel, conversation or person was last seen in: a message in the
-# outbox names only its target, and the adapter needs that workspace's bot token to send it.
-slack_places = Table(
-    "slack_places", metadata,
-    Column("place_id", String(255), primary_key=True),
-    Column("enterprise_id", String(32), nullable=False),
-    Column("team_id", String(32), nullable=False),
 )
 
 MAPPING: dict[type[Any], Table] = {

@@ -129,6 +129,11 @@ class SqlUnitOfWork:
         row = (await self.s.execute(_cohort_and_caller(shape), params)).first()
         return (row[0], row[1], row[2]) if row is not None else (None, None, None)
 
+    async def memberships(self, user: UserRef, tenant: str) -> list[tuple[Cohort, Member]]:
+        params = {"platform": user.platform, "user_id": user.id, "tenant": tenant}
+        return [(cohort, member) for cohort, member in
+                await self.s.execute(_memberships(), params)]
+
     async def roster_rows(self, cohort_id: int) -> list[tuple[Member, Absence | None]]:
         rows = await self.s.execute(_roster_rows(), {"cohort_id": cohort_id})
         return [(member, absence) for member, absence in rows]
@@ -530,6 +535,15 @@ def _cohort_and_caller(shape: Shape) -> Any:
                                     m.user_id == user_id))
             .outerjoin(Person, and_(p.platform == platform, p.user_id == user_id))
             .where(*_clauses(Cohort, shape)).order_by(t.cohorts.c.id).limit(1))
+
+
+@lru_cache(maxsize=1)
+def _memberships() -> Any:
+    m, co = t.members.c, t.cohorts.c
+    return (select(Cohort, Member).join(Member, m.cohort_id == co.id)
+            .where(m.platform == bindparam("platform"), m.user_id == bindparam("user_id"),
+                   co.tenant == bindparam("tenant"))
+            .order_by(co.id))
 
 
 @lru_cache(maxsize=1)

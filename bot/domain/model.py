@@ -23,6 +23,9 @@ class Cohort:
     slug: str
     zone: str
     created_at: datetime
+    #: Whose cohort this is: a Slack workspace, the Matrix bot account or the terminal (an
+    #: opaque key the adapters give each invocation). Nothing of another tenant is ever seen.
+    tenant: str
     platform: str | None = None
     channel_id: str | None = None
     schedule: dict[str, Any] | None = None
@@ -216,6 +219,8 @@ class OutboxMessage:
     created_at: datetime
     due_at: datetime
     cohort_id: int | None = None
+    #: The tenant the message is sent in (a Slack workspace: whose token sends it).
+    tenant: str | None = None
     stale_at: datetime | None = None  # past this, sending it would mislead: drop it
     status: str = PENDING
     attempts: int = 0

@@ -22,6 +22,14 @@ class Invocation:
     #: unlike a Slack slash command). Commands that would tie the caller to an anonymous
     #: question are then refused, and the adapter is asked to withdraw the message.
     seen_by_channel: bool = False
+    #: Whose cohorts the caller can reach: a Slack workspace (`slack:T…`), the Matrix bot
+    #: account (`matrix`), the terminal. Opaque to the core; the platform's name by default,
+    #: for a platform that is one tenant.
+    tenant: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.tenant:
+            object.__setattr__(self, "tenant", self.user.platform)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -58,18 +66,26 @@ class Core(Protocol):
 
     async def handle(self, inv: Invocation) -> list[Reply]: ...
 
-    async def checkin_items(self, user: UserRef) -> list[CheckinItem]: ...
+    async def checkin_items(self, user: UserRef, tenant: str) -> list[CheckinItem]: ...
 
     def wake(self) -> None:
         """Look for due work now, e.g. when a platform that was down is reachable again."""
         ...
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Admin:
+    """A configured admin: admin of every cohort of one tenant, and of no other."""
+
+    user: UserRef
+    tenant: str
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Policy:
     """Bot-wide settings the service needs (built from the config by the composition root)."""
 
-    admins: frozenset[UserRef] = frozenset()
+    admins: frozenset[Admin] = frozenset()
     default_zone: str = "UTC"
     command_word: str = "cohort"
     questions_per_day: int = 5
@@ -79,6 +95,10 @@ class Policy:
     batch_size: int = 100
     #: How a command is written on each platform, for help and hints ("/cohort", "!cohort").
     prefixes: dict[str, str] = field(default_factory=dict)
+
+    def is_admin(self, user: UserRef, tenant: str) -> bool:
+        """A configured admin of this tenant."""
+        return Admin(user, tenant) in self.admins
 
     def prefix_for(self, platform: str) -> str:
         return self.prefixes.get(platform, "/") + self.command_word

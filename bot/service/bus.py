@@ -22,7 +22,7 @@ from bot.domain.refs import UserRef
 from bot.service import actions, cohorts, people, questions, sessions
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
-from bot.service.context import Ctx, Handler, Known
+from bot.service.context import Ctx, Handler, Known, admin_over
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 from bot.service.turns import Turns
 
@@ -74,14 +74,12 @@ class Bot:
         if self._on_change is not None:
             self._on_change()
 
-    async def checkin_items(self, user: UserRef) -> list[CheckinItem]:
-        """The caller's open actions in every active cohort, for a check-in form."""
+    async def checkin_items(self, user: UserRef, tenant: str) -> list[CheckinItem]:
+        """The caller's open actions in every active cohort of `tenant`, for a check-in form."""
         async with self._uow() as uow:
             items: list[CheckinItem] = []
-            for member in await uow.find(Member, platform=user.platform, user_id=user.id,
-                                         is_member=True):
-                cohort = await uow.get(Cohort, member.cohort_id)
-                if cohort is None or cohort.status == ARCHIVED:
+            for cohort, member in await uow.memberships(user, tenant):
+                if not member.is_member or cohort.status == ARCHIVED:
                     continue
                 items += [CheckinItem(cohort=cohort.slug, number=a.number, text=a.text,
                                       answer=a.answer, note=a.note)
@@ -163,7 +161,7 @@ class Bot:
         ctx.cohort_, ctx.member_, caller = await self._cohort(uow, inv, parsed)
         if ctx.cohort_ is not None:  # (the caller's settings came along)
             ctx.caller = Known(caller)
-        ctx.role = await self._role(inv, ctx.member_, directory)
+        ctx.role = await self._role(inv, ctx.cohort_, ctx.member_, directory)
         if spec.needs_cohort and ctx.cohort_ is None:
             raise UserError(await self._no_cohort(uow, inv), usage=ctx.usage)
         self._authorize(ctx, parsed)
@@ -172,39 +170,39 @@ class Bot:
     async def _cohort(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed
                       ) -> tuple[Cohort | None, Member | None, Person | None]:
         """The cohort the command is about, the caller's membership of it, and (when there
-        is a cohort) the caller's own settings."""
+        is a cohort) the caller's own settings. Only the caller's tenant is looked in: for
+        anyone else, another tenant's cohorts do not exist."""
         if parsed.cohort is not None:
-            found = await uow.cohort_and_caller(inv.user, slug=parsed.cohort)
+            found = await uow.cohort_and_caller(inv.user, tenant=inv.tenant, slug=parsed.cohort)
             if found[0] is None:
                 raise UserError(f"No cohort has the id '{parsed.cohort[:40]}'.")
             return found
         if inv.channel is not None:
-            return await uow.cohort_and_caller(inv.user, platform=inv.channel.platform,
+            return await uow.cohort_and_caller(inv.user, tenant=inv.tenant,
+                                               platform=inv.channel.platform,
                                                channel_id=inv.channel.id)
-        mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
-        if len({m.cohort_id for m in mine}) == 1:
-            return await uow.cohort_and_caller(inv.user, id=mine[0].cohort_id)
+        mine = await uow.memberships(inv.user, inv.tenant)
+        if len({co.id for co, _ in mine}) == 1:
+            return await uow.cohort_and_caller(inv.user, id=mine[0][0].id)
         return None, None, None
 
     async def _no_cohort(self, uow: UnitOfWork, inv: Invocation) -> str:
         if inv.channel is not None:
             return ("This channel is not linked to a cohort. An admin can create one here with "
                     f"'{self.policy.prefix_for(inv.user.platform)} cohort create <name>'.")
-        mine = await uow.find(Member, platform=inv.user.platform, user_id=inv.user.id)
+        mine = await uow.memberships(inv.user, inv.tenant)
         if not mine:
             return "You are not in any cohort yet."
-        cohorts_of = await uow.find(Cohort, id=tuple(m.cohort_id for m in mine))
-        slugs = sorted({co.slug for co in cohorts_of})
+        slugs = sorted({co.slug for co, _ in mine})
         return f"You are in several cohorts: add --cohort <id> ({', '.join(slugs)})."
 
-    async def _role(self, inv: Invocation, member: Member | None, directory: Directory) -> Role:
-        if inv.user in self.policy.admins:
+    async def _role(self, inv: Invocation, cohort: Cohort | None, member: Member | None,
+                    directory: Directory) -> Role:
+        # Platform rights count over the cohort's own place (a Matrix power level in its
+        # room), or, for a command about no cohort, over the place it was typed in.
+        place = cohort.channel if cohort is not None else inv.channel
+        if await admin_over(self.policy, directory, inv, place):
             return Role.ADMIN
-        try:
-            if await directory.is_admin(inv.user, inv.channel):
-                return Role.ADMIN
-        except Exception:  # noqa: BLE001 - a failed lookup grants nothing, it does not break
-            log.warning("admin lookup failed on %s", inv.user.platform)
         if member is None:
             return Role.ANYONE
         return Role.FACILITATOR if member.is_facilitator else Role.MEMBER

@@ -16,13 +16,13 @@ from bot.domain.cohort_settings import (
     apply_setting,
     describe_setting,
 )
-from bot.domain.errors import UserError
+from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member
 from bot.domain.refs import UserRef
 from bot.domain.schedule import Schedule, describe, parse_schedule_spec
 from bot.domain.timeparse import format_duration
 from bot.service.cohort_state import roster, upcoming
-from bot.service.context import Ctx, Handler, member_of
+from bot.service.context import Ctx, Handler, admin_over, member_of
 from bot.service.planner import plan_cohort
 
 
@@ -33,7 +33,7 @@ def _slug(name: str) -> str:
 async def _unique_slug(ctx: Ctx, name: str) -> str:
     base, n = _slug(name), 1
     slug = base
-    while await ctx.uow.find(Cohort, slug=slug):
+    while await ctx.uow.find(Cohort, tenant=ctx.tenant, slug=slug):
         n += 1
         slug = f"{base}-{n}"
     return slug
@@ -43,7 +43,8 @@ async def _linked(ctx: Ctx) -> Cohort | None:
     ch = ctx.inv.channel
     if ch is None:
         return None
-    found = await ctx.uow.find(Cohort, platform=ch.platform, channel_id=ch.id)
+    found = await ctx.uow.find(Cohort, tenant=ctx.tenant, platform=ch.platform,
+                               channel_id=ch.id)
     return found[0] if found else None
 
 
@@ -60,7 +61,7 @@ async def _next_sessions(ctx: Ctx, cohort: Cohort, n: int = 3) -> Message:
 
 
 async def create_cohort(ctx: Ctx, cmd: c.CreateCohort) -> Message:
-    if await ctx.uow.find(Cohort, name=cmd.name):
+    if await ctx.uow.find(Cohort, tenant=ctx.tenant, name=cmd.name):
         raise ctx.fail(f"A cohort called {cmd.name} exists already.")
     existing = await _linked(ctx)
     if existing is not None:
@@ -68,7 +69,8 @@ async def create_cohort(ctx: Ctx, cmd: c.CreateCohort) -> Message:
     ch = ctx.inv.channel
     cohort = Cohort(
         name=cmd.name, slug=await _unique_slug(ctx, cmd.name), zone=ctx.policy.default_zone,
-        created_at=ctx.now, platform=ch.platform if ch else None, channel_id=ch.id if ch else None,
+        created_at=ctx.now, tenant=ctx.tenant, platform=ch.platform if ch else None,
+        channel_id=ch.id if ch else None,
         roles=list(DEFAULT_ROLES), reminder_offsets=list(DEFAULT_REMINDERS_MIN),
         settings=CohortSettings().to_json(),
     )
@@ -87,6 +89,9 @@ async def link_cohort(ctx: Ctx, cmd: c.LinkCohort) -> Message:
     ch = ctx.inv.channel
     if ch is None:
         raise ctx.fail("Run this in the channel the cohort should use.")
+    # Rights over both places: the cohort's (checked by its role) and this one.
+    if not await admin_over(ctx.policy, ctx.directory, ctx.inv, ch):
+        raise NotAllowed("Only an admin of this channel can link a cohort to it.")
     existing = await _linked(ctx)
     if existing is not None:
         raise ctx.fail(f"This channel is already linked to {existing.name}.")
@@ -95,8 +100,9 @@ async def link_cohort(ctx: Ctx, cmd: c.LinkCohort) -> Message:
             raise ctx.fail("Which cohort? Give its id (see 'cohort list').")
         cohort = ctx.cohort_
     else:
-        found = await ctx.uow.find(Cohort, slug=cmd.slug)
-        if not found:
+        found = await ctx.uow.find(Cohort, tenant=ctx.tenant, slug=cmd.slug)
+        # A cohort the caller may not administer is as unknown as one that does not exist.
+        if not found or not await ctx.admin_of(found[0]):
             raise ctx.fail(f"No cohort has the id '{cmd.slug}' (see 'cohort list').")
         cohort = found[0]
     cohort.platform, cohort.channel_id = ch.platform, ch.id
@@ -104,7 +110,10 @@ async def link_cohort(ctx: Ctx, cmd: c.LinkCohort) -> Message:
 
 
 async def list_cohorts(ctx: Ctx, cmd: c.ListCohorts) -> Message:
-    cohorts = await ctx.uow.find(Cohort, order_by="name")
+    # The caller's tenant only, and of it only what they administer (a Matrix room's power
+    # level rules that room's cohort, not its neighbours').
+    cohorts = [co for co in await ctx.uow.find(Cohort, tenant=ctx.tenant, order_by="name")
+               if await ctx.admin_of(co)]
     if not cohorts:
         return Message.of(f"No cohorts yet. Create one with {ctx.cmd('cohort create <name>')}.")
     body: list[Message | str] = ["Cohorts:"]

@@ -6,6 +6,7 @@ A handler gets a `Ctx`: the open unit of work, the caller, their cohort and role
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from bot.domain.model import Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import Invocation, Policy
 from bot.service.ports import Directory, UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +72,9 @@ class Ctx:
         (or the bot's default outside a cohort)."""
         fallback = self.cohort_.zone if self.cohort_ else self.policy.default_zone
         if self.caller is not None:
-            return await person_zone(self.caller.person, self.directory, self.user, fallback)
-        return await zone_of(self.uow, self.directory, self.user, fallback)
+            return await person_zone(self.caller.person, self.directory, self.user, fallback,
+                                     self.tenant)
+        return await zone_of(self.uow, self.directory, self.user, fallback, self.tenant)
 
     def cmd(self, text: str) -> str:
         """How the caller writes a command on their platform, for hints in replies."""
@@ -78,6 +82,16 @@ class Ctx:
 
     def fail(self, message: str) -> UserError:
         return UserError(message, usage=self.usage or None)
+
+    @property
+    def tenant(self) -> str:
+        return self.inv.tenant
+
+    async def admin_of(self, cohort: Cohort) -> bool:
+        """Whether the caller is an admin of `cohort` (not only of the cohort or place the
+        command was run in)."""
+        return cohort.tenant == self.tenant and await admin_over(
+            self.policy, self.directory, self.inv, cohort.channel)
 
     async def post(
         self,
@@ -90,7 +104,7 @@ class Ctx:
     ) -> None:
         """Queue a message for the cohort's channel (default), another channel or a DM."""
         await queue_message(
-            self.uow, message, now=self.now,
+            self.uow, message, now=self.now, tenant=self.tenant,
             cohort=self.cohort_, channel=channel, user=user,
             key=key or f"cmd:{uuid.uuid4().hex}", stale_after=stale_after,
         )
@@ -108,7 +122,10 @@ async def queue_message(
     user: UserRef | None = None,
     stale_after: timedelta | None = None,
     late: bool = False,
+    tenant: str | None = None,
 ) -> bool:
+    """Queue one message in the outbox. It is sent in the cohort's tenant, or, for a
+    message about no cohort, in `tenant`."""
     if user is not None:
         platform, target, direct = user.platform, user.id, True
         dest = f"dm:{user}"
@@ -131,26 +148,41 @@ async def queue_message(
     row = OutboxMessage(
         key=f"{key}/{dest}", platform=platform, target=target, direct=direct,
         body=message.to_json(), created_at=now, due_at=now,
-        cohort_id=cohort.id if cohort else None,
+        cohort_id=cohort.id if cohort else None, tenant=cohort.tenant if cohort else tenant,
         stale_at=now + stale_after if stale_after else None,
     )
     return await uow.add_outbox(row)
 
 
+async def admin_over(policy: Policy, directory: Directory, inv: Invocation,
+                     place: ChannelRef | None) -> bool:
+    """Whether the caller is an admin over `place` (a cohort's channel or room; None: the
+    whole tenant) in their own tenant: a configured admin of that tenant, or one the platform
+    says rules that place. A failed lookup grants nothing."""
+    if policy.is_admin(inv.user, inv.tenant):
+        return True
+    try:
+        return await directory.is_admin(inv.user, place, inv.tenant)
+    except Exception:  # noqa: BLE001 - a failed lookup grants nothing, it does not break
+        log.warning("admin lookup failed on %s", inv.user.platform)
+        return False
+
+
 async def zone_of(uow: UnitOfWork, directory: Directory | None, user: UserRef,
-                  fallback: str) -> str:
-    """The zone to show `user` times in: their own choice, their profile's, else `fallback`."""
-    return await person_zone(await person_of(uow, user), directory, user, fallback)
+                  fallback: str, tenant: str) -> str:
+    """The zone to show `user` times in: their own choice, their profile's (in `tenant`),
+    else `fallback`."""
+    return await person_zone(await person_of(uow, user), directory, user, fallback, tenant)
 
 
 async def person_zone(person: Person | None, directory: Directory | None, user: UserRef,
-                      fallback: str) -> str:
+                      fallback: str, tenant: str) -> str:
     """`zone_of` with the person's row already read."""
     if person and person.zone:
         return person.zone
     if directory is not None:
         try:
-            zone = await directory.timezone(user)
+            zone = await directory.timezone(user, tenant)
         except Exception:  # noqa: BLE001 - a profile lookup must never break a command
             zone = None
         if zone:

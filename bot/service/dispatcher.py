@@ -214,7 +214,8 @@ class Dispatcher:
             await self._finish(row.id, DROPPED, error="stale")
             return DROPPED
         out = Outgoing(outbox_id=row.id, key=row.key, target=row.target, direct=row.direct,
-                       message=Message.from_json(row.body), attempt=row.attempts)
+                       message=Message.from_json(row.body), tenant=row.tenant,
+                       attempt=row.attempts)
         try:
             message_id = await self._messengers[row.platform].send(out)
         except DeliveryError as e:

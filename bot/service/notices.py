@@ -62,7 +62,7 @@ class Firing:
 
     async def zone(self, user: UserRef) -> str:
         return await zone_of(self.uow, self.directories.get(user.platform), user,
-                             self.cohort.zone)
+                             self.cohort.zone, self.cohort.tenant)
 
     def cmd(self, text: str) -> str:
         platform = self.cohort.platform or "terminal"

@@ -41,7 +41,8 @@ async def set_timezone(ctx: Ctx, cmd: c.SetTimezone) -> Message:
 
 
 async def forget_me(ctx: Ctx, cmd: c.ForgetMe) -> Message:
-    memberships = await ctx.uow.find(Member, platform=ctx.user.platform, user_id=ctx.user.id)
+    # This tenant's memberships: the same id in another workspace is another person.
+    memberships = [m for _, m in await ctx.uow.memberships(ctx.user, ctx.tenant)]
     if not cmd.confirmed:
         return Message.of(
             f"This deletes your memberships ({len(memberships)}), roles, absences, actions, "

@@ -101,6 +101,11 @@ class UnitOfWork(Protocol):
         settings, in one read (all None when no cohort matches)."""
         ...
 
+    async def memberships(self, user: UserRef, tenant: str) -> list[tuple[Cohort, Member]]:
+        """`user`'s rows in the cohorts of `tenant` (a member or a facilitator), by cohort.
+        Another tenant's cohorts are not read at all."""
+        ...
+
     async def roster_rows(self, cohort_id: int) -> list[tuple[Member, Absence | None]]:
         """The cohort's rotation members (`is_member`), each with each of their absences
         (or None when they have none), in one read."""
@@ -223,6 +228,9 @@ class Outgoing:
     target: str
     direct: bool
     message: Message
+    #: Whose the message is (a Slack workspace: whose token sends it); None for rows older
+    #: than tenants, or that have none.
+    tenant: str | None = None
     late: bool = False
     #: 1 for the first try; more means an earlier try may have reached the platform without
     #: the bot learning of it (a crash, a timeout), so the platform may check before sending.
@@ -240,10 +248,15 @@ class Messenger(Protocol):
 class Directory(Protocol):
     """What the platform knows about a person."""
 
-    async def timezone(self, user: UserRef) -> str | None: ...
+    async def timezone(self, user: UserRef, tenant: str) -> str | None:
+        """The zone `user`'s profile in `tenant` gives, if any."""
+        ...
 
-    async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
-        """Platform-side admin rights (Slack workspace admin, Matrix power level)."""
+    async def is_admin(self, user: UserRef, place: ChannelRef | None, tenant: str) -> bool:
+        """Whether the platform makes `user` an admin over `place` (a cohort's channel or
+        room) in `tenant`; with no place, over the whole tenant. A Slack workspace admin is
+        one over every place of their own workspace and nowhere else; a Matrix power level
+        counts in its own room only, so it gives nothing over the whole tenant."""
         ...
 
 
@@ -293,9 +306,8 @@ class SlackInstallation:
 
 
 class SlackInstallations(Protocol):
-    """Where the Slack installations live (one per workspace or organisation), and which
-    workspace each channel and person the bot has met belongs to: a reminder names only its
-    channel or person, and the adapter must pick that workspace's bot token to send it."""
+    """Where the Slack installations live, one per workspace (or organisation). A message's
+    tenant names its workspace, so the adapter finds the token that sends it here."""
 
     async def save(self, installation: SlackInstallation) -> None:
         """Insert, or replace the workspace's earlier installation."""
@@ -309,21 +321,12 @@ class SlackInstallations(Protocol):
         its places stays: a reinstall finds them again."""
         ...
 
-    async def remember(self, place_ids: Sequence[str], *, enterprise_id: str | None,
-                       team_id: str | None) -> None:
-        """Record that these channel, conversation or user ids belong to that workspace."""
-        ...
-
-    async def find_for_place(self, place_id: str) -> SlackInstallation | None:
-        """The installation of the workspace `place_id` was last seen in, if it has one."""
-        ...
-
 
 class NullDirectory:
     """A platform that knows nothing beyond ids (the terminal)."""
 
-    async def timezone(self, user: UserRef) -> str | None:
+    async def timezone(self, user: UserRef, tenant: str) -> str | None:
         return None
 
-    async def is_admin(self, user: UserRef, channel: ChannelRef | None) -> bool:
+    async def is_admin(self, user: UserRef, place: ChannelRef | None, tenant: str) -> bool:
         return False

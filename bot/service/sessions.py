@@ -195,7 +195,7 @@ async def request_swap(ctx: Ctx, cmd: c.RequestSwap) -> Message:
         old.status = "declined"
     ctx.uow.add(Swap(session_id=session.id, role=cmd.role, from_member=me.id,
                      to_member=other.id, created_at=ctx.now))
-    zone = await zone_of(ctx.uow, ctx.directory, other.user, co.zone)
+    zone = await zone_of(ctx.uow, ctx.directory, other.user, co.zone, co.tenant)
     await ctx.post(Message(
         (Mention(me.user), Text(f" asks you to take their role {cmd.role} in {co.name} on "),
          When(session.starts_at, zone),

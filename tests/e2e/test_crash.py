@@ -56,7 +56,8 @@ async def _plant(url: str, first_due: datetime) -> None:
     uows = SqlUnitOfWorkFactory(session_factory(engine))
     async with uows() as uow:
         cohort = Cohort(name="Peer A", slug="peer-a", zone="UTC", created_at=first_due,
-                        platform="terminal", channel_id="peer-a", roles=["case-giver"],
+                        tenant="terminal", platform="terminal", channel_id="peer-a",
+                        roles=["case-giver"],
                         reminder_offsets=[], settings={})
         uow.add(cohort)
         await uow.flush()

@@ -174,7 +174,8 @@ def invocation(place: Place, user: str, text: str, *, dm: bool) -> Invocation:
     command word."""
     if place.platform == "slack":
         return slack_inbound.command({"user_id": user, "text": text,
-                                      "channel_id": place.dm if dm else place.channel})
+                                      "channel_id": place.dm if dm else place.channel},
+                                     tenant="slack")
     if place.platform == "matrix":
         got = command_text({"type": "m.room.message",
                             "content": {"msgtype": "m.text", "body": "!cohort " + text}},

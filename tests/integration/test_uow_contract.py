@@ -19,7 +19,7 @@ def _factory(url: str) -> tuple[SqlUnitOfWorkFactory, object]:
 
 async def _cohort(uow_factory: SqlUnitOfWorkFactory) -> int:
     async with uow_factory() as uow:
-        c = Cohort(name="A", slug="a", zone="UTC", created_at=T0, roles=["r"],
+        c = Cohort(name="A", slug="a", zone="UTC", created_at=T0, tenant="terminal", roles=["r"],
                    reminder_offsets=[60], settings={})
         uow.add(c)
         await uow.commit()

@@ -71,7 +71,7 @@ async def test_pacer_keeps_order_within_a_channel() -> None:
 def outgoing(n: int, text: str, target: str = W.channel, *, direct: bool = False,
              key: str = "reminder:1:60", attempt: int = 1) -> Outgoing:
     return Outgoing(outbox_id=n, key=f"{key}/{n}", target=target, direct=direct,
-                    message=Message.of(text), attempt=attempt)
+                    message=Message.of(text), tenant="slack", attempt=attempt)
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ async def messenger(fake_slack: FakeSlack) -> AsyncIterator[SlackMessenger]:
         client = AsyncWebClient(token=W.bot_token, base_url=fake_slack.api_url, session=session,
                                 timeout=1, retry_handlers=retry_handlers(rate_limit_retries=0))
         m = SlackMessenger()
-        m.bind(client, lambda: frozenset({W.admin}))
+        m.bind(client, lambda: frozenset({("slack", W.admin)}))
         yield m
 
 

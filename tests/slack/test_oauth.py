@@ -107,13 +107,15 @@ async def oauth_bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[OAut
     fake_slack.set_oauth_client(CLIENT_ID, CLIENT_SECRET)
     fake_slack.add_team(BETA, "Beta Corp", "beta-corp")
     fake_slack.add_user(BETA_ADMIN, "bea", real_name="Bea Admin", tz="Asia/Tokyo",
-                        is_admin=True)
+                        is_admin=True, team_id=BETA)
+    # Beta's bot user joins Beta when the app is installed there (`FakeSlack.authorize`).
     fake_slack.add_channel("beta-cohort", channel_id=BETA_CHANNEL,
-                           members=[BETA_ADMIN, BETA_BOT])
+                           members=[BETA_ADMIN, BETA_BOT], team_id=BETA)
     url = f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}"
     ensure_schema(url)
     # Bea is no configured admin: only Beta's own users.info says she may create a cohort.
-    env = slack_environ(fake_slack, url, mode="http", admins=(f"slack:{W.admin}",))
+    env = slack_environ(fake_slack, url, mode="http",
+                        admins=(f"slack:{W.team_id}:{W.admin}",))
     del env["COHORTBOT_SLACK__BOT_TOKEN"]
     env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
             "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET,
@@ -219,25 +221,15 @@ async def test_installation_store_contract(db_url: str) -> None:
         assert (await store.find(enterprise_id="E1", team_id=None)) == inst(
             None, "xoxb-org", enterprise="E1")
 
-        await store.remember(["C1", "U1"], enterprise_id=None, team_id="T1")
-        await store.remember(["C2", "U1"], enterprise_id=None, team_id="T2")  # U1 moved
-        await store.remember([], enterprise_id=None, team_id="T2")
-        c1, u1 = await store.find_for_place("C1"), await store.find_for_place("U1")
-        assert c1 is not None and c1.team_id == "T1"
-        assert u1 is not None and u1.team_id == "T2"
-        assert await store.find_for_place("C9") is None
-
         assert await store.delete(enterprise_id=None, team_id="T2") is True
         assert await store.delete(enterprise_id=None, team_id="T2") is False
-        assert await store.find_for_place("C2") is None
-        await store.save(inst("T2", "xoxb-two-back"))  # places come back with a reinstall
-        c2 = await store.find_for_place("C2")
-        assert c2 is not None and c2.bot_token == "xoxb-two-back"
+        assert await store.find(enterprise_id=None, team_id="T2") is None
+        assert (await store.find(enterprise_id=None, team_id="T1")) is not None
     finally:
         await engine.dispose()
 
 
-async def test_places_route_tokens_after_a_restart_and_fail_for_good_when_uninstalled(
+async def test_tenants_route_tokens_after_a_restart_and_fail_for_good_when_uninstalled(
         tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'route.db'}"
     ensure_schema(url)
@@ -258,24 +250,22 @@ async def test_places_route_tokens_after_a_restart_and_fail_for_good_when_uninst
         bot = await bolt.async_find_bot(enterprise_id=None, team_id="T1")
         assert bot is not None and bot.bot_token == "xoxb-t1" and bot.bot_user_id == "UB1"
 
-        first = ManyWorkspaces(store, make)
-        new = first.learn((None, "T1"), ["C1", "U1"])
-        assert sorted(new) == ["C1", "U1"] and first.learn((None, "T1"), ["C1"]) == []
-        await first.remember((None, "T1"), new)
-
-        restarted = ManyWorkspaces(store, make)  # nothing in memory: the database knows
-        assert (await restarted.client_for("C1")).token == "xoxb-t1"
-        assert (await restarted.client_for("U1")).token == "xoxb-t1"
+        # A tenant names its workspace: no place has to have been seen before, and a
+        # restarted bot (nothing in memory) routes the same way.
+        restarted = ManyWorkspaces(store, make)
+        assert (await restarted.client_for("slack:T1")).token == "xoxb-t1"
+        assert (await restarted.client_for("slack:T1")).token == "xoxb-t1"
         assert made == ["xoxb-t1"]  # one client per workspace
-        with pytest.raises(DeliveryError) as unknown:
-            await restarted.client_for("C404")
-        assert unknown.value.permanent and unknown.value.reason == "not_installed"
+        for elsewhere in ("slack:T404", "slack", "matrix", None):
+            with pytest.raises(DeliveryError) as unknown:
+                await restarted.client_for(elsewhere)
+            assert unknown.value.permanent and unknown.value.reason == "not_installed"
 
         gone = BoltInstallationStore(store, on_delete=restarted.forget)
         await gone.async_delete_all(enterprise_id=None, team_id="T1")
         assert await gone.async_find_bot(enterprise_id=None, team_id="T1") is None
         with pytest.raises(DeliveryError) as uninstalled:
-            await restarted.client_for("C1")
+            await restarted.client_for("slack:T1")
         assert uninstalled.value.permanent
     finally:
         await engine.dispose()
@@ -285,7 +275,8 @@ async def test_socket_mode_serves_only_the_install_pages_over_http(
         fake_slack: FakeSlack, tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'socket.db'}"
     ensure_schema(url)
-    env = slack_environ(fake_slack, url, mode="socket")
+    env = slack_environ(fake_slack, url, mode="socket",
+                        admins=(f"slack:{W.team_id}:{W.admin}",))
     del env["COHORTBOT_SLACK__BOT_TOKEN"]
     env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
             "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET}

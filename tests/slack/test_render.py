@@ -110,21 +110,22 @@ def test_slash_command_text_is_decoded_exactly_once() -> None:
 
 def test_invocations_from_payloads() -> None:
     inv = inbound.command({"user_id": "U0ALICE01", "channel_id": "C0COHORT1",
-                           "text": "next", "trigger_id": "1.2.abc"})
-    assert inv.user == UserRef("slack", "U0ALICE01")
+                           "text": "next", "trigger_id": "1.2.abc"}, tenant="slack:T0COHORT1")
+    assert inv.user == UserRef("slack", "U0ALICE01") and inv.tenant == "slack:T0COHORT1"
     assert inv.channel == ChannelRef("slack", "C0COHORT1")
     assert inv.event_id == "slack:cmd:1.2.abc" and inv.seen_by_channel is False
-    dm = inbound.command({"user_id": "U0ALICE01", "channel_id": "D0123", "text": ""})
+    dm = inbound.command({"user_id": "U0ALICE01", "channel_id": "D0123", "text": ""},
+                         tenant="slack")
     assert dm.channel is None
     assert inbound.split_cohort("--cohort peer-a  ask") == inbound.Split("--cohort peer-a ", "ask")
     assert inbound.split_cohort("--cohort=peer-a action add") == \
         inbound.Split("--cohort=peer-a ", "action add")
     body = {"event_id": "Ev1", "event": {"type": "message", "channel_type": "im",
                                          "user": "U0BOB0001", "text": "/cohort next"}}
-    msg = inbound.direct_message(body, command_word="cohort")
+    msg = inbound.direct_message(body, command_word="cohort", tenant="slack")
     assert msg is not None and msg.text == "next" and msg.event_id == "slack:ev:Ev1"
     assert inbound.direct_message({"event": {**body["event"], "bot_id": "B1"}},
-                                  command_word="cohort") is None
+                                  command_word="cohort", tenant="slack") is None
 
 
 def test_checkin_form_submits_one_command_per_changed_answer() -> None:

@@ -32,7 +32,8 @@ async def plant(db: Path | str, items: list[Planted],
                 if slug not in cohorts:
                     cohorts[slug] = Cohort(
                         name=slug, slug=slug, zone="UTC", created_at=datetime.now(UTC),
-                        platform=platform, channel_id=channel, roles=["case-giver"],
+                        tenant=platform, platform=platform, channel_id=channel,
+                        roles=["case-giver"],
                         reminder_offsets=[], settings={})
                     uow.add(cohorts[slug])
             await uow.flush()

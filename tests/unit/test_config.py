@@ -371,6 +371,40 @@ def test_unknown_admin_platform(tmp_path: Path) -> None:
     assert str(err).startswith("config error: bot.admins[0]: unknown platform 'discord'")
 
 
+OAUTH = ("[slack]\nclient_id = '1.2'\nclient_secret = 'sh'\n")
+
+
+def test_with_oauth_installs_a_slack_admin_names_the_workspace(tmp_path: Path) -> None:
+    err = config_error(write(tmp_path, OAUTH + "[bot]\nadmins = ['matrix:@a:x.org', "
+                             "'slack:U0ADA']\n"), environ={})
+    assert str(err) == ("config error: bot.admins[1]: with OAuth installs, name the admin's "
+                        "workspace: 'slack:T0123:U0ADA'")
+    assert err.key == "bot.admins[1]"
+
+
+@pytest.mark.parametrize(("oauth", "entry", "tenant"), [
+    (False, "slack:U0ADA", "slack"),
+    (False, "slack:T0ONE:U0ADA", "slack"),  # one bot token: its one workspace
+    (True, "slack:T0ONE:U0ADA", "slack:T0ONE"),
+    (True, "slack:E0ORG:T0ONE:U0ADA", "slack:E0ORG:T0ONE"),
+    (True, "matrix:@ana:example.org", "matrix"),
+    (False, "terminal:ana", "terminal"),
+])
+def test_a_configured_admin_rules_one_tenant(tmp_path: Path, oauth: bool, entry: str,
+                                             tenant: str) -> None:
+    from bot.bootstrap import policy_from
+    from bot.domain.refs import UserRef
+    from bot.service.api import Admin
+
+    s = load_settings(write(tmp_path, (OAUTH if oauth else "") + f"[bot]\nadmins = "
+                            f"['{entry}']\n"), environ={})
+    [admin] = policy_from(s).admins
+    ident = entry.rsplit(":", 1)[-1] if entry.startswith("slack:") else entry.split(":", 1)[1]
+    assert admin == Admin(UserRef(entry.split(":", 1)[0], ident), tenant)
+    assert policy_from(s).is_admin(admin.user, tenant)
+    assert not policy_from(s).is_admin(admin.user, "slack:T0OTHER")
+
+
 # ------------------------------------------------------------------ database URL
 
 
