@@ -38,11 +38,14 @@ async def test_matrix_and_slack_in_one_process(
         # Slack: another cohort from a slash command, in the same process.
         await bot.command(W.admin, "cohort create Slack Circle")
         await bot.post("Created *Slack Circle*", timeout=15)
-        # Both cohorts are in the one database, each on its own platform.
+        # Both cohorts are in the one database, each on its own platform, and each platform
+        # is a tenant of its own: neither side's admin sees the other's cohort.
         await admin.say(room, "!cohort cohort list")
         listed = await admin.wait_for(lambda s: s.sender == account.user_id
-                                      and "Slack Circle" in s.body, what="the cohort list")
-        assert "Matrix Circle" in listed.body
+                                      and s.body.startswith("Cohorts:"), what="the cohort list")
+        assert "Matrix Circle" in listed.body and "Slack Circle" not in listed.body
+        slack_listed = await bot.answer(W.admin, "cohort list")
+        assert "Slack Circle" in slack_listed and "Matrix Circle" not in slack_listed
     finally:
         text = bot.stop()
     assert "matrix: started" in text and "slack: started" in text

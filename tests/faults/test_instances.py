@@ -85,9 +85,13 @@ async def test_three_instances_share_the_work_and_outlive_the_leader_killed_mid_
             await admin.say(room, "!cohort cohort create Peer M")
             await admin.wait_for(lambda s: s.sender == account.user_id
                                  and "Created Peer M" in s.body, what="the Matrix reply")
-            # Every instance answers Slack; only the leader runs Matrix.
+            # Every instance answers Slack from the one database; only the leader runs
+            # Matrix. (The Slack workspace is a tenant of its own: Peer M is not its cohort.)
+            await leader.command(W.admin, "cohort create Peer S")
+            await leader.post("Created *Peer S*", timeout=15)
             for p in procs:
-                assert "Peer M" in await p.answer(W.admin, "cohort list")
+                listed = await p.answer(W.admin, "cohort list")
+                assert "Peer S" in listed and "Peer M" not in listed, listed
             assert [("matrix: started" in p.log.read_text()) for p in procs] == \
                 [p is leader for p in procs]
 
@@ -131,7 +135,7 @@ async def test_three_instances_share_the_work_and_outlive_the_leader_killed_mid_
                 assert time.monotonic() < deadline, sorted(
                     {b.text for b in burst} - set(await arrived()))
             for p in survivors:  # Slack still served by both
-                assert "Peer M" in await p.answer(W.admin, "cohort list")
+                assert "Peer S" in await p.answer(W.admin, "cohort list")
             # The post that was in flight is settled within seconds (not when its lease
             # would have ended): found by its metadata, not posted again.
             await fake.wait_for(lambda: "was posted before" in successor.log.read_text(),

@@ -442,6 +442,174 @@ async def test_app_home_is_published_per_user(fake_slack: FakeSlack,
     assert err.response["error"] == "invalid_arguments"
 
 
+# ---------------------------------------------------------------------------- workspaces
+
+BETA = "T0BETA001"
+BEA = "U0BETABEA"
+BETA_BOT = "U0BETABOT"
+BETA_CHANNEL = "C0BETA001"
+BETA_TOKEN = "xoxb-beta"
+HOME = {"type": "home", "blocks": []}
+MODAL = {"type": "modal", "callback_id": "ask", "title": {"type": "plain_text", "text": "Ask"},
+         "blocks": []}
+
+
+def add_beta(fake: FakeSlack) -> AsyncWebClient:
+    """A second workspace with the app installed: Bea, the bot user, and a #cohort-1 of its
+    own (the same name as the first workspace's). Returns a client with Beta's bot token."""
+    fake.add_team(BETA, "Beta Corp", "beta-corp")
+    fake.add_user(BEA, "bea", real_name="Bea Beta", tz="Asia/Tokyo", team_id=BETA)
+    fake.add_bot(user_id=BETA_BOT, bot_id="B0BETABOT", token=BETA_TOKEN, team_id=BETA)
+    fake.add_channel("cohort-1", channel_id=BETA_CHANNEL, members=[BEA, BETA_BOT],
+                     team_id=BETA)
+    return client_for(fake, BETA_TOKEN)
+
+
+async def outcomes(*calls: Awaitable[Any]) -> list[str]:
+    """Each call's error code, or "ok" for one that succeeded."""
+    out = []
+    for call in calls:
+        try:
+            await call
+            out.append("ok")
+        except SlackApiError as e:
+            out.append(e.response["error"])
+    return out
+
+
+async def test_each_workspace_sees_its_own_users_and_channels(fake_slack: FakeSlack,
+                                                              slack_ws: Workspace) -> None:
+    beta, alpha = add_beta(fake_slack), client_for(fake_slack)
+
+    bea = (await beta.users_info(user=BEA))["user"]
+    assert (bea["real_name"], bea["team_id"], bea["profile"]["team"]) == ("Bea Beta", BETA, BETA)
+    alice = (await alpha.users_info(user=slack_ws.alice))["user"]
+    assert (alice["real_name"], alice["team_id"]) == ("Alice Berg", slack_ws.team_id)
+    assert (await beta.auth_test())["team_id"] == BETA
+    team = (await beta.team_info())["team"]
+    assert (team["id"], team["name"], team["domain"]) == (BETA, "Beta Corp", "beta-corp")
+    assert (await alpha.team_info())["team"]["id"] == slack_ws.team_id
+    beta_people = {m["id"]: m["team_id"] for m in (await beta.users_list())["members"]}
+    assert beta_people == {"USLACKBOT": BETA, BEA: BETA, BETA_BOT: BETA}
+    alpha_people = {m["id"] for m in (await alpha.users_list())["members"]}
+    assert slack_ws.alice in alpha_people and not alpha_people & {BEA, BETA_BOT}
+
+    info = (await beta.conversations_info(channel=BETA_CHANNEL))["channel"]
+    assert (info["name"], info["context_team_id"], info["is_member"]) == ("cohort-1", BETA, True)
+    posted = await beta.chat_postMessage(channel="#cohort-1", text="hello beta")
+    assert posted["channel"] == BETA_CHANNEL
+    assert (posted["message"]["team"], posted["message"]["bot_profile"]["team_id"]) == (
+        BETA, BETA)
+    alpha_post = await alpha.chat_postMessage(channel="#cohort-1", text="hello alpha")
+    assert alpha_post["channel"] == slack_ws.channel
+    dm = (await beta.conversations_open(users=BEA))["channel"]["id"]
+    assert fake_slack.open_dm(BEA) == dm == fake_slack.dm_channel(BEA)
+    assert fake_slack.channel(dm)["context_team_id"] == BETA
+
+    # Another workspace's people and conversations do not exist, both ways round.
+    assert await outcomes(
+        alpha.users_info(user=BEA), alpha.conversations_open(users=BEA),
+        alpha.views_publish(user_id=BEA, view=HOME),
+        alpha.chat_postEphemeral(channel=slack_ws.channel, user=BEA, text="x"),
+        beta.users_info(user=slack_ws.alice), beta.conversations_open(users=slack_ws.alice),
+        beta.views_publish(user_id=slack_ws.alice, view=HOME),
+        beta.chat_postEphemeral(channel=BETA_CHANNEL, user=slack_ws.alice, text="x"),
+    ) == ["user_not_found"] * 8
+    for client, channel, ts, person in ((alpha, BETA_CHANNEL, posted["ts"], BEA),
+                                        (beta, slack_ws.channel, alpha_post["ts"],
+                                         slack_ws.alice)):
+        assert await outcomes(
+            client.conversations_info(channel=channel),
+            client.conversations_members(channel=channel),
+            client.conversations_history(channel=channel),
+            client.conversations_replies(channel=channel, ts=ts),
+            client.conversations_join(channel=channel),
+            client.chat_postMessage(channel=channel, text="x"),
+            client.chat_postMessage(channel=person, text="x"),  # a DM by user id
+            client.chat_postEphemeral(channel=channel, user=person, text="x"),
+            client.chat_update(channel=channel, ts=ts, text="x"),
+            client.chat_delete(channel=channel, ts=ts),
+        ) == ["channel_not_found"] * 10, channel
+    assert await outcomes(alpha.conversations_info(channel=dm),
+                          beta.chat_postMessage(channel="#random", text="x")) == [
+        "channel_not_found"] * 2
+
+    # Nothing was done in the other workspace on the way.
+    assert [m["text"] for m in fake_slack.messages(BETA_CHANNEL)] == ["hello beta"]
+    assert [m["text"] for m in fake_slack.messages(slack_ws.channel)] == ["hello alpha"]
+    assert fake_slack.channel(BETA_CHANNEL)["members"] == [BEA, BETA_BOT]
+    assert BETA_BOT not in fake_slack.channel(slack_ws.channel)["members"]
+    assert fake_slack.ephemerals() == []
+    assert fake_slack.home_view(BEA) is None and fake_slack.home_view(slack_ws.alice) is None
+    assert fake_slack.dm_channel(slack_ws.alice) is None
+    # Each token still does everything in its own workspace.
+    assert await outcomes(
+        beta.views_publish(user_id=BEA, view=HOME),
+        beta.chat_postEphemeral(channel=BETA_CHANNEL, user=BEA, text="psst"),
+        alpha.chat_postEphemeral(channel=slack_ws.channel, user=slack_ws.alice, text="psst"),
+    ) == ["ok"] * 3
+    assert (fake_slack.home_view(BEA) or {}).get("team_id") == BETA
+
+
+async def test_requests_and_handles_from_a_second_workspace_carry_its_team(
+        fake_slack: FakeSlack, slack_ws: Workspace) -> None:
+    beta, alpha = add_beta(fake_slack), client_for(fake_slack)
+    build = fake_slack.requests(BETA)
+
+    cmd = build.slash_command_payload("/cohort", "ask", user_id=BEA, channel_id=BETA_CHANNEL)
+    assert (cmd["team_id"], cmd["team_domain"], cmd["channel_name"], cmd["user_name"]) == (
+        BETA, "beta-corp", "cohort-1", "bea")
+    click = build.block_actions_payload([{"action_id": "rsvp", "value": "yes"}], user_id=BEA,
+                                        channel_id=BETA_CHANNEL)
+    assert (click["team"]["id"], click["user"]["team_id"]) == (BETA, BETA)
+    event = build.event_callback_payload(build.message_event(
+        user_id=BEA, channel_id=BETA_CHANNEL, text="hi"))
+    assert (event["team_id"], event["context_team_id"], event["event"]["team"]) == (
+        BETA, BETA, BETA)
+    assert [(a["team_id"], a["user_id"]) for a in event["authorizations"]] == [
+        (BETA, BETA_BOT)]
+    home = fake_slack.requests().event_callback_payload({"type": "app_mention", "text": "hi"})
+    assert [(a["team_id"], a["user_id"]) for a in home["authorizations"]] == [
+        (slack_ws.team_id, slack_ws.bot_user)]
+    assert fake_slack.add_user_message(BETA_CHANNEL, BEA, "from bea")["team"] == BETA
+    assert fake_slack.add_user_message(slack_ws.channel, slack_ws.bob, "hi")["team"] == (
+        slack_ws.team_id)
+
+    # A trigger from Beta opens a modal with Beta's token only; the view is Beta's.
+    assert await outcomes(alpha.views_open(trigger_id=cmd["trigger_id"], view=MODAL)) == [
+        "invalid_trigger_id"]
+    opened = (await beta.views_open(trigger_id=cmd["trigger_id"], view=MODAL))["view"]
+    assert (opened["team_id"], opened["app_installed_team_id"], opened["bot_id"]) == (
+        BETA, BETA, "B0BETABOT")
+    assert await outcomes(alpha.views_update(view_id=opened["id"], view=MODAL),
+                          beta.views_update(view_id=opened["id"], view=MODAL)) == [
+        "not_found", "ok"]
+
+    # A reply in the channel through the response URL is posted by Beta's bot user.
+    hook = AsyncWebhookClient(cmd["response_url"])
+    assert (await hook.send(text="asked", response_type="in_channel")).status_code == 200
+    [reply] = fake_slack.posts(BETA_CHANNEL)
+    assert (reply["text"], reply["user"], reply["team"]) == ("asked", BETA_BOT, BETA)
+
+
+async def test_setup_across_workspaces_must_be_consistent(fake_slack: FakeSlack,
+                                                          slack_ws: Workspace) -> None:
+    with pytest.raises(ValueError, match="add_team"):
+        fake_slack.add_user(None, "nobody", team_id=BETA)
+    with pytest.raises(ValueError, match="add_team"):
+        fake_slack.add_channel("nowhere", team_id=BETA)
+    add_beta(fake_slack)
+    assert fake_slack.user(BEA)["profile"]["email"] == "bea@beta-corp.example"
+
+    with pytest.raises(ValueError, match=f"{slack_ws.alice} is in workspace"):
+        fake_slack.add_channel("mixed", members=[BEA, slack_ws.alice], team_id=BETA)
+    with pytest.raises(ValueError, match=f"{BEA} is in workspace {BETA}"):
+        fake_slack.join(slack_ws.channel, BEA)
+    assert BEA not in fake_slack.channel(slack_ws.channel)["members"]
+    assert fake_slack.bot_user_id == slack_ws.bot_user
+    assert fake_slack.bot_user_of(BETA) == BETA_BOT
+
+
 # ---------------------------------------------------------------------------- signing
 
 

@@ -9,135 +9,39 @@ token; uninstalling one removes its installation and stops serving it, while the
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import sqlalchemy as sa
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.workspaces import BoltInstallationStore, ManyWorkspaces
-from bot.bootstrap import build, ensure_schema, platforms_from, serve
+from bot.bootstrap import build, ensure_schema
 from bot.config import load_settings
-from bot.db.engine import create_engine, session_factory, sync_url
+from bot.db.engine import create_engine, session_factory
 from bot.db.slack_installations import SqlSlackInstallations
 from bot.scheduling.clock import SimulatedClock
 from bot.service.ports import DeliveryError, SlackInstallation
-from tests.slack.conftest import START
+from tests.slack.conftest import (
+    BETA,
+    BETA_ADMIN,
+    BETA_BOT,
+    BETA_CHANNEL,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    START,
+    OAuthBot,
+)
 from tests.support.slack import WORKSPACE as W
-from tests.support.slack import FakeSlack, SlackRequestBuilder, post_signed
+from tests.support.slack import FakeSlack, post_signed
 from tests.support.slack.process import slack_environ
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning")  # slack_sdk's oauth.v2.access call
-
-CLIENT_ID = "1111.2222"
-CLIENT_SECRET = "oauth-client-secret"
-BETA = "T0BETA001"
-BETA_ADMIN = "U0BETAADM"
-BETA_BOT = "U0BETABOT"
-BETA_CHANNEL = "C0BETA001"
-
-
-@dataclass
-class OAuthBot:
-    fake: FakeSlack
-    platform: SlackPlatform
-    db_url: str
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.platform.port}"
-
-    async def install(self, team_id: str, installer: str, bot_user: str, bot_id: str) -> str:
-        """The OAuth flow as a browser and Slack go through it; returns the new bot token."""
-        async with aiohttp.ClientSession() as http:
-            async with http.get(self.base + "/slack/install") as resp:
-                assert resp.status == 200
-                page = await resp.text()
-                cookie = resp.headers["Set-Cookie"]
-            state = re.search(r"state=([^&\"']+)", page)
-            assert state is not None, page
-            # The installer clicks "Allow" on Slack's authorize page: Slack redirects back.
-            code = self.fake.authorize(team_id=team_id, installer=installer,
-                                       bot_user_id=bot_user, bot_id=bot_id)
-            name, _, value = cookie.split(";")[0].partition("=")
-            async with http.get(self.base + "/slack/oauth_redirect",
-                                params={"code": code, "state": state.group(1)},
-                                headers={"Cookie": f"{name}={value}"}) as resp:
-                assert resp.status == 200, await resp.text()
-        [token] = self.fake.bot_tokens(team_id)[-1:]
-        return token
-
-    def rows(self) -> list[dict[str, Any]]:
-        engine = sa.create_engine(sync_url(self.db_url))
-        try:
-            with engine.connect() as conn:
-                return [dict(r) for r in conn.execute(sa.text(
-                    "SELECT enterprise_id, team_id, bot_user_id, installer_user_id "
-                    "FROM slack_installations ORDER BY team_id")).mappings()]
-        finally:
-            engine.dispose()
-
-    async def command(self, build: SlackRequestBuilder, user: str, channel: str,
-                      text: str) -> None:
-        result = await post_signed(self.base + "/slack/events", build.slash_command(
-            "/cohort", text, user_id=user, channel_id=channel))
-        assert result.status == 200 and result.elapsed < 3.0
-
-    async def wait_posts(self, channel: str, count: int) -> list[str]:
-        await self.fake.wait_for(lambda: len(self.fake.posts(channel)) >= count,
-                                 what=f"{count} posts in {channel}")
-        return [m["text"] for m in self.fake.posts(channel)]
-
-    def tokens_used(self, method: str, where: Callable[[dict[str, Any]], bool]) -> set[str]:
-        return {c.token or "" for c in self.fake.calls_to(method) if where(c.params)}
-
-
-@pytest.fixture
-async def oauth_bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[OAuthBot]:
-    fake_slack.set_latency(0.0, 0.005)
-    fake_slack.set_oauth_client(CLIENT_ID, CLIENT_SECRET)
-    fake_slack.add_team(BETA, "Beta Corp", "beta-corp")
-    fake_slack.add_user(BETA_ADMIN, "bea", real_name="Bea Admin", tz="Asia/Tokyo",
-                        is_admin=True, team_id=BETA)
-    # Beta's bot user joins Beta when the app is installed there (`FakeSlack.authorize`).
-    fake_slack.add_channel("beta-cohort", channel_id=BETA_CHANNEL,
-                           members=[BETA_ADMIN, BETA_BOT], team_id=BETA)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}"
-    ensure_schema(url)
-    # Bea is no configured admin: only Beta's own users.info says she may create a cohort.
-    env = slack_environ(fake_slack, url, mode="http",
-                        admins=(f"slack:{W.team_id}:{W.admin}",))
-    del env["COHORTBOT_SLACK__BOT_TOKEN"]
-    env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
-            "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET,
-            "COHORTBOT_SLACK__STATE_SECRET": "state-signing-secret"}
-    empty = tmp_path / "cohortbot.toml"
-    empty.write_text("")
-    settings = load_settings(empty, environ=env)
-    platforms = platforms_from(settings)
-    [platform] = platforms
-    assert isinstance(platform, SlackPlatform)
-    stop = asyncio.Event()
-    task = asyncio.get_running_loop().create_task(
-        serve(settings, platforms, stop, clock=SimulatedClock(START)))
-    try:
-        await fake_slack.wait_for(lambda: platform.port is not None or task.done(),
-                                  what="the bot to listen")
-        assert not task.done()
-        yield OAuthBot(fake_slack, platform, url)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-
 
 async def test_two_workspaces_install_are_served_with_their_own_tokens_and_uninstall(
         oauth_bot: OAuthBot, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,7 +1,8 @@
-"""The state a fake Slack workspace keeps: users, conversations, messages, views, tokens.
+"""The state fake Slack workspaces keep: users, conversations, messages, views, tokens.
 
 Everything here is plain data plus the rendering into the JSON shapes the Web API returns.
-Locking is the caller's business (``FakeSlack`` holds one lock around all of it).
+Each user and conversation belongs to one workspace (``team_id``), which is what its JSON
+names. Locking is the caller's business (``FakeSlack`` holds one lock around all of it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ DEFAULT_BOT_SCOPES = frozenset({
     "mpim:history", "mpim:read", "mpim:write", "team:read", "users:read",
 })
 DEFAULT_APP_SCOPES = frozenset({"connections:write"})
+
+# Slack's own bot has the same id in every workspace, and every workspace sees it.
+SLACKBOT = "USLACKBOT"
 
 MAX_TEXT = 40_000
 MAX_BLOCKS_MESSAGE = 50
@@ -63,6 +67,10 @@ def invalid_arguments(*messages: str) -> SlackError:
 class User:
     id: str
     name: str
+    team_id: str = ""
+    #: Other workspaces the same user id belongs to, as on Enterprise Grid, where one user
+    #: spans the organisation's workspaces.
+    also_in: frozenset[str] = frozenset()
     real_name: str = ""
     tz: str = "UTC"
     is_admin: bool = False
@@ -86,7 +94,10 @@ class User:
         at = at or datetime.now(UTC)
         return at.astimezone(ZoneInfo(self.tz)).tzname() or self.tz
 
-    def to_api(self, team_id: str) -> JSON:
+    def to_api(self, team_id: str | None = None) -> JSON:
+        """The ``users.info`` shape, seen from ``team_id`` (default: the user's own
+        workspace; only Slackbot, which is in all of them, is seen from another)."""
+        team_id = team_id or self.team_id
         real = self.real_name or self.name
         profile: JSON = {
             "real_name": real, "real_name_normalized": real,
@@ -123,6 +134,7 @@ class User:
 class Channel:
     id: str
     name: str = ""
+    team_id: str = ""
     is_private: bool = False
     is_im: bool = False
     is_mpim: bool = False
@@ -150,7 +162,9 @@ class Channel:
         """``channel_type`` as it appears in message events."""
         return {"channels": "channel", "groups": "group", "im": "im", "mpim": "mpim"}[self.kind]
 
-    def to_api(self, team_id: str, viewer: str | None, *, num_members: bool = False) -> JSON:
+    def to_api(self, viewer: str | None, *, num_members: bool = False) -> JSON:
+        """The ``conversations.info`` shape; ``is_member`` as ``viewer`` sees it."""
+        team_id = self.team_id
         now_ms = int(time.time() * 1000)
         if self.is_im:
             return {
@@ -197,6 +211,7 @@ class Trigger:
     user_id: str
     issued_at: float  # time.monotonic()
     used: bool = False
+    team_id: str = ""  # only this workspace's tokens may exchange it
 
 
 @dataclass

@@ -165,9 +165,11 @@ class SlackProcess:
         await self._send("events_api", payload, signed)
 
     async def replies(self, user: str, count: int) -> list[str]:
-        found = await self.fake.wait_for(
-            lambda: len(self.fake.ephemerals(user=user)) >= count and self.fake.ephemerals(
-                user=user), timeout=15, what=f"{count} replies to {user}")
+        def enough() -> list[dict[str, Any]]:
+            seen = self.fake.ephemerals(user=user)
+            return seen if len(seen) >= count else []
+
+        found = await self.fake.wait_for(enough, timeout=15, what=f"{count} replies to {user}")
         return [e["text"] for e in found]
 
     def stop(self) -> str:

@@ -98,19 +98,15 @@ class SlackRequestBuilder:
 
     @classmethod
     def for_fake(cls, fake: FakeSlack, team_id: str | None = None) -> SlackRequestBuilder:
-        """Requests from the fake's workspace, or from another one it knows (`add_team`)."""
-        if team_id is not None and team_id != fake.team_id:
-            _, domain = fake.teams[team_id]
-            return cls(fake.signing_secret, team_id=team_id, team_domain=domain,
-                       api_app_id=fake.app_id, verification_token=fake.verification_token,
-                       fake=fake)
-        try:
-            bot = fake.bot_user_id
-        except LookupError:
-            bot = None
-        return cls(fake.signing_secret, team_id=fake.team_id, team_domain=fake.team_domain,
+        """Requests from the fake's workspace, or from another one it knows (`add_team`).
+
+        Event callbacks name the app's bot user in that workspace in ``authorizations``,
+        if it is installed there by the time the builder is made."""
+        team = team_id or fake.team_id
+        _, domain = fake.teams[team]
+        return cls(fake.signing_secret, team_id=team, team_domain=domain,
                    api_app_id=fake.app_id, verification_token=fake.verification_token,
-                   bot_user_id=bot, fake=fake)
+                   bot_user_id=fake.bot_user_of(team), fake=fake)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -148,13 +144,14 @@ class SlackRequestBuilder:
 
     def _trigger(self, user_id: str) -> str:
         if self.fake is not None:
-            return self.fake.issue_trigger(user_id)
+            return self.fake.issue_trigger(user_id, team_id=self.team_id)
         return f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}.{secrets.token_hex(16)}"
 
     def _response_url(self, channel_id: str | None, user_id: str,
                       message_ts: str | None = None) -> str:
         if self.fake is not None:
-            return self.fake.issue_response_url(channel_id, user_id, message_ts)
+            return self.fake.issue_response_url(channel_id, user_id, message_ts,
+                                                team_id=self.team_id)
         return f"{self.response_url_base}/{secrets.token_hex(12)}"
 
     def _user_name(self, user_id: str) -> str:

@@ -13,6 +13,10 @@ arguments in the query string, a form body or a JSON body; the token in ``Author
 Bearer`` or (not for JSON bodies) a ``token`` argument; logical errors as HTTP 200 with
 ``{"ok": false, "error": ...}``; rate limits as HTTP 429 with an integer ``Retry-After``.
 All state sits behind one lock, so the accessors are safe to call from any thread.
+
+The fake can hold several workspaces (``add_team``). Every user and conversation belongs to
+one, and a token sees only its own workspace's: another workspace's user is
+``user_not_found``, its conversations ``channel_not_found``, as on Slack.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .model import (
     JSON,
     MAX_BLOCKS_MESSAGE,
     MAX_TEXT,
+    SLACKBOT,
     Channel,
     ResponseUrl,
     SlackError,
@@ -158,7 +163,7 @@ class _Method:
 def _conv_scope(suffix: str) -> Callable[[FakeSlack, _Ctx], str | None]:
     def rule(fake: FakeSlack, ctx: _Ctx) -> str | None:
         ref = ctx.str_param("channel")
-        ch = fake._lookup_channel(ref) if ref else None
+        ch = fake._lookup_channel(fake._team_of(ctx), ref) if ref else None
         return f"{ch.kind}:{suffix}" if ch else None
     return rule
 
@@ -228,7 +233,8 @@ def _ts_float(value: Any, error: str) -> float:
 
 
 class FakeSlack:
-    """The fake platform: one workspace, one app, its tokens, and the endpoints Slack serves."""
+    """The fake platform: its own workspace (``team_id``) and any others added with
+    ``add_team``, one app, its tokens, and the endpoints Slack serves."""
 
     def __init__(
         self,
@@ -291,7 +297,7 @@ class FakeSlack:
         self.teams: dict[str, tuple[str, str]] = {team_id: (team_name, team_domain)}
         self._oauth_codes: dict[str, JSON] = {}
 
-        self.add_user("USLACKBOT", "slackbot", real_name="Slackbot", tz="America/Los_Angeles")
+        self.add_user(SLACKBOT, "slackbot", real_name="Slackbot", tz="America/Los_Angeles")
 
         self.socket = SocketModeHub(self)
         self._app = web.Application()
@@ -439,36 +445,64 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ workspace setup
 
+    def _team(self, team_id: str | None) -> str:
+        """``team_id``, or the fake's own workspace for None. A workspace the fake does not
+        know is a mistake in the test's setup, so it fails loudly."""
+        team = team_id or self.team_id
+        if team not in self.teams:
+            raise ValueError(f"unknown workspace {team!r}: add it with add_team first")
+        return team
+
+    def _check_members(self, team: str, members: list[str] | tuple[str, ...]) -> None:
+        """Conversations hold only their own workspace's people (the fake has no Slack
+        Connect). Members not added yet are taken on trust."""
+        for uid in members:
+            user = self.users.get(uid)
+            if user is not None and user.team_id != team and team not in user.also_in \
+                    and uid != SLACKBOT:
+                raise ValueError(f"{uid} is in workspace {user.team_id}, not {team}")
+
     def add_user(self, user_id: str | None, name: str, *, real_name: str = "", tz: str = "UTC",
                  is_admin: bool = False, is_owner: bool = False, is_bot: bool = False,
-                 deleted: bool = False, email: str | None = None) -> str:
+                 deleted: bool = False, email: str | None = None,
+                 team_id: str | None = None, also_in: tuple[str, ...] = ()) -> str:
+        """A person (or bot user) in workspace ``team_id`` (None: the fake's own), and with
+        the same id in the workspaces ``also_in`` (an Enterprise Grid organisation's)."""
         with self._lock:
+            team = self._team(team_id)
+            others = frozenset(self._team(t) for t in also_in)
+            _, domain = self.teams[team]
             uid = user_id or self.new_id("U")
             self.users[uid] = User(
-                id=uid, name=name, real_name=real_name or name.title(), tz=tz,
+                id=uid, name=name, team_id=team, real_name=real_name or name.title(), tz=tz,
                 is_admin=is_admin or is_owner, is_owner=is_owner, is_bot=is_bot,
                 deleted=deleted, email=email if email is not None else (
-                    None if is_bot else f"{name}@{self.team_domain}.example"),
+                    None if is_bot else f"{name}@{domain}.example"), also_in=others,
             )
             return uid
 
     def add_bot(self, *, user_id: str = "U0BOT0001", bot_id: str = "B0BOT0001",
                 name: str = "cohortbot", token: str = "xoxb-test",
-                scopes: set[str] | frozenset[str] = DEFAULT_BOT_SCOPES) -> str:
-        """The app's bot user and its bot token."""
+                scopes: set[str] | frozenset[str] = DEFAULT_BOT_SCOPES,
+                team_id: str | None = None) -> str:
+        """The app's bot user in workspace ``team_id`` (None: the fake's own), and its bot
+        token, which answers for that workspace."""
         with self._lock:
-            self.add_user(user_id, name, real_name=name, is_bot=True)
+            self.add_user(user_id, name, real_name=name, is_bot=True, team_id=team_id)
             user = self.users[user_id]
             user.bot_id, user.app_id, user.is_app_user = bot_id, self.app_id, False
-            self.tokens[token] = Token(token, "bot", user_id, set(scopes))
+            self.tokens[token] = Token(token, "bot", user_id, set(scopes), team_id=team_id)
             return user_id
 
     def add_token(self, token: str, *, kind: str, user_id: str | None = None,
-                  scopes: set[str] | frozenset[str] | None = None) -> None:
+                  scopes: set[str] | frozenset[str] | None = None,
+                  team_id: str | None = None) -> None:
+        """A token that answers for workspace ``team_id`` (None: the fake's own)."""
         with self._lock:
+            self._team(team_id)
             if scopes is None:
                 scopes = DEFAULT_APP_SCOPES if kind == "app" else DEFAULT_BOT_SCOPES
-            self.tokens[token] = Token(token, kind, user_id, set(scopes))
+            self.tokens[token] = Token(token, kind, user_id, set(scopes), team_id=team_id)
 
     def add_app_token(self, token: str = "xapp-test") -> None:
         self.add_token(token, kind="app")
@@ -476,8 +510,9 @@ class FakeSlack:
     # ------------------------------------------------------------------ OAuth installs
 
     def add_team(self, team_id: str, name: str, domain: str) -> None:
-        """Another workspace. Users and channels share one id space in the fake; what
-        tells workspaces apart is the bot token (`auth.test` answers its team)."""
+        """Another workspace. Its users, bot and channels (``team_id=`` to `add_user`,
+        `add_bot`, `add_channel`) are seen only with its own tokens, as on Slack. An id
+        names one user or channel across all workspaces, as Slack's ids do."""
         with self._lock:
             self.teams[team_id] = (name, domain)
 
@@ -493,8 +528,10 @@ class FakeSlack:
         user joins the workspace, and a one-time code for `oauth.v2.access` is returned.
         The bot token is created when the code is exchanged."""
         with self._lock:
+            self._team(team_id)
             if bot_user_id not in self.users:
-                self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True)
+                self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True,
+                              team_id=team_id)
                 user = self.users[bot_user_id]
                 user.bot_id, user.app_id, user.is_app_user = bot_id, self.app_id, False
             code = f"{next(self._ids)}.{secrets.token_hex(12)}"
@@ -508,30 +545,45 @@ class FakeSlack:
             return [t.value for t in self.tokens.values() if t.kind == "bot"
                     and (t.team_id or self.team_id) == team_id]
 
+    def bot_user_of(self, team_id: str | None = None) -> str | None:
+        """The app's bot user in workspace ``team_id`` (None: the fake's own), if the app
+        has a bot token there."""
+        with self._lock:
+            team = team_id or self.team_id
+            for tok in self.tokens.values():
+                if tok.kind == "bot" and tok.user_id and (tok.team_id or self.team_id) == team:
+                    return tok.user_id
+        return None
+
     @property
     def bot_user_id(self) -> str:
-        with self._lock:
-            for tok in self.tokens.values():
-                if tok.kind == "bot" and tok.user_id:
-                    return tok.user_id
-        raise LookupError("no bot user")
+        """The app's bot user in the fake's own workspace."""
+        bot = self.bot_user_of()
+        if bot is None:
+            raise LookupError("no bot user")
+        return bot
 
     def add_channel(self, name: str, *, channel_id: str | None = None, private: bool = False,
                     members: list[str] | tuple[str, ...] = (), creator: str = "",
-                    is_general: bool = False) -> str:
+                    is_general: bool = False, team_id: str | None = None) -> str:
+        """A channel in workspace ``team_id`` (None: the fake's own)."""
         with self._lock:
+            team = self._team(team_id)
+            self._check_members(team, members)
             cid = channel_id or self.new_id("C")
             self.channels[cid] = Channel(
-                id=cid, name=name, is_private=private, members=list(dict.fromkeys(members)),
+                id=cid, name=name, team_id=team, is_private=private,
+                members=list(dict.fromkeys(members)),
                 creator=creator or (members[0] if members else ""), is_general=is_general,
             )
             return cid
 
     def join(self, channel_id: str, user_id: str) -> None:
         with self._lock:
-            members = self.channels[channel_id].members
-            if user_id not in members:
-                members.append(user_id)
+            ch = self.channels[channel_id]
+            self._check_members(ch.team_id, [user_id])
+            if user_id not in ch.members:
+                ch.members.append(user_id)
 
     def leave(self, channel_id: str, user_id: str) -> None:
         with self._lock:
@@ -569,10 +621,12 @@ class FakeSlack:
         """A message a human posted (as Slack would store it); returns its inspect form."""
         with self._lock:
             ch = self.channels[channel_id]
+            poster = self.users.get(user_id)
             ts = self._new_ts()
             msg: JSON = {
                 "type": "message", "user": user_id, "text": text, "ts": ts,
-                "team": self.team_id, "client_msg_id": secrets.token_hex(16),
+                "team": poster.team_id if poster else ch.team_id,
+                "client_msg_id": secrets.token_hex(16),
                 "blocks": rich_text_blocks(text),
             }
             if thread_ts:
@@ -668,18 +722,21 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ issued handles
 
-    def issue_trigger(self, user_id: str) -> str:
-        """A ``trigger_id`` as Slack puts in commands and interactions (expires, single use)."""
+    def issue_trigger(self, user_id: str, *, team_id: str | None = None) -> str:
+        """A ``trigger_id`` as Slack puts in commands and interactions (expires, single use),
+        good for workspace ``team_id`` (None: the user's own, else the fake's)."""
         with self._lock:
+            team = self._team(team_id or self._home_team(user_id))
             tid = (f"{self._rng.randrange(10**9, 10**10)}.{self._rng.randrange(10**9, 10**10)}."
                    f"{secrets.token_hex(16)}")
-            self._triggers[tid] = Trigger(tid, user_id, time.monotonic())
+            self._triggers[tid] = Trigger(tid, user_id, time.monotonic(), team_id=team)
             return tid
 
     def issue_response_url(self, channel_id: str | None, user_id: str | None,
-                           message_ts: str | None = None) -> str:
+                           message_ts: str | None = None, *, team_id: str | None = None) -> str:
         with self._lock:
-            rid = f"{self.team_id}/{next(self._ids)}/{secrets.token_hex(12)}".replace("/", "-")
+            team = team_id or self._home_team(user_id)
+            rid = f"{team}/{next(self._ids)}/{secrets.token_hex(12)}".replace("/", "-")
             self._response_urls[rid] = ResponseUrl(rid, channel_id, user_id, message_ts,
                                                    time.monotonic())
             return f"{self.url}/response/{rid}"
@@ -751,7 +808,11 @@ class FakeSlack:
         """The bot's DM with ``user_id``, opened from the person's side (the app's Messages
         tab) if it does not exist yet."""
         with self._lock:
-            ch, _ = self._open_im(self.bot_user_id, user_id)
+            team = self.users[user_id].team_id
+            bot = self.bot_user_of(team)
+            if bot is None:
+                raise LookupError(f"no bot user in workspace {team}")
+            ch, _ = self._open_im(team, bot, user_id)
             return ch.id
 
     def dm_channel(self, user_id: str) -> str | None:
@@ -764,12 +825,13 @@ class FakeSlack:
 
     def user(self, user_id: str) -> JSON:
         with self._lock:
-            return self.users[user_id].to_api(self.team_id)
+            return self.users[user_id].to_api()
 
     def channel(self, channel_id: str) -> JSON:
+        """A conversation as its workspace's bot user sees it, members included."""
         with self._lock:
             ch = self.channels[channel_id]
-            out = ch.to_api(self.team_id, self.bot_user_id, num_members=True)
+            out = ch.to_api(self.bot_user_of(ch.team_id), num_members=True)
             out["members"] = list(ch.members)
             return out
 
@@ -814,7 +876,8 @@ class FakeSlack:
                                      allowed_types=("modal",))
                 if len(stack) >= 3:
                     raise SlackError("push_limit_reached")
-                stack.append(self._create_view(view, user_id, stack))
+                stack.append(self._create_view(self._home_team(user_id), view, user_id,
+                                               stack))
             elif stack:
                 stack.pop()
 
@@ -1069,38 +1132,59 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ lookups
 
-    def _lookup_channel(self, ref: str) -> Channel | None:
-        if ref in self.channels:
-            return self.channels[ref]
+    def _team_of(self, ctx: _Ctx) -> str:
+        """The workspace a call is made in: its token's."""
+        return (ctx.token.team_id if ctx.token else None) or self.team_id
+
+    def _home_team(self, user_id: str | None) -> str:
+        """The workspace of a known user, else the fake's own."""
+        user = self.users.get(user_id or "")
+        return user.team_id if user is not None else self.team_id
+
+    def _lookup_channel(self, team: str, ref: str) -> Channel | None:
+        """A conversation of workspace ``team`` by id or name; others' do not exist."""
+        ch = self.channels.get(ref)
+        if ch is not None:
+            return ch if ch.team_id == team else None
         name = ref.lstrip("#")
         for ch in self.channels.values():
-            if ch.name and ch.name == name and not ch.is_im:
+            if ch.team_id == team and ch.name and ch.name == name and not ch.is_im:
                 return ch
         return None
 
     def _visible_channel(self, ctx: _Ctx, ref: str | None) -> Channel:
-        """A conversation the caller may know exists; private ones only to members."""
+        """A conversation the caller may know exists: its own workspace's, private ones
+        only to members."""
         if not ref:
             raise SlackError("channel_not_found")
-        ch = self._lookup_channel(ref)
+        ch = self._lookup_channel(self._team_of(ctx), ref)
         if ch is None:
             raise SlackError("channel_not_found")
         if (ch.is_private or ch.is_im or ch.is_mpim) and ctx.actor not in ch.members:
             raise SlackError("channel_not_found")
         return ch
 
-    def _user_or_error(self, user_id: str | None) -> User:
-        if not user_id or user_id not in self.users:
-            raise SlackError("user_not_found")
-        return self.users[user_id]
+    def _team_user(self, team: str, user_id: str | None) -> User | None:
+        """A user workspace ``team`` knows: its own, and Slackbot."""
+        user = self.users.get(user_id or "")
+        if user is None or (user.team_id != team and team not in user.also_in
+                            and user.id != SLACKBOT):
+            return None
+        return user
 
-    def _open_im(self, bot_user: str, user_id: str) -> tuple[Channel, bool]:
+    def _user_or_error(self, ctx: _Ctx, user_id: str | None) -> User:
+        user = self._team_user(self._team_of(ctx), user_id)
+        if user is None:
+            raise SlackError("user_not_found")
+        return user
+
+    def _open_im(self, team: str, bot_user: str, user_id: str) -> tuple[Channel, bool]:
         for ch in self.channels.values():
             if ch.is_im and ch.im_user == user_id and bot_user in ch.members:
                 return ch, False
         cid = self.new_id("D")
-        ch = Channel(id=cid, is_im=True, members=[bot_user, user_id], im_user=user_id,
-                     creator=bot_user)
+        ch = Channel(id=cid, team_id=team, is_im=True, members=[bot_user, user_id],
+                     im_user=user_id, creator=bot_user)
         self.channels[cid] = ch
         return ch, True
 
@@ -1132,10 +1216,10 @@ class FakeSlack:
         bot = self.users[ctx.actor]
         msg: JSON = {
             "user": bot.id, "type": "message", "ts": "", "bot_id": bot.bot_id,
-            "app_id": bot.app_id, "text": text, "team": self.team_id,
+            "app_id": bot.app_id, "text": text, "team": bot.team_id,
             "bot_profile": {
                 "id": bot.bot_id, "app_id": bot.app_id, "name": bot.name, "deleted": False,
-                "team_id": self.team_id, "updated": bot.updated,
+                "team_id": bot.team_id, "updated": bot.updated,
                 "icons": {"image_36": "", "image_48": "", "image_72": ""},
             },
         }
@@ -1185,11 +1269,12 @@ class FakeSlack:
     def _postable_channel(self, ctx: _Ctx, ref: str | None) -> Channel:
         if not ref:
             raise SlackError("channel_not_found")
-        if ref[:1] in ("U", "W") and ref in self.users:
-            user = self.users[ref]
+        team = self._team_of(ctx)
+        user = self._team_user(team, ref) if ref[:1] in ("U", "W") else None
+        if user is not None:
             if user.is_bot:
                 raise SlackError("cannot_dm_bot")
-            ch, _ = self._open_im(ctx.actor, ref)
+            ch, _ = self._open_im(team, ctx.actor, ref)
             return ch
         ch = self._visible_channel(ctx, ref)
         if ch.is_archived:
@@ -1246,31 +1331,34 @@ class FakeSlack:
         }
 
     def _m_team_info(self, ctx: _Ctx) -> JSON:
+        team_id = self._team_of(ctx)
+        name, domain = self.teams.get(team_id, (self.team_name, self.team_domain))
         return {"team": {
-            "id": self.team_id, "name": self.team_name, "url": f"https://{self.team_domain}"
-            ".slack.com/", "domain": self.team_domain, "email_domain": "",
+            "id": team_id, "name": name, "url": f"https://{domain}.slack.com/",
+            "domain": domain, "email_domain": "",
             "icon": {"image_default": True}, "is_verified": False,
         }}
 
     def _m_users_info(self, ctx: _Ctx) -> JSON:
-        user = self._user_or_error(ctx.str_param("user"))
-        out = user.to_api(self.team_id)
+        user = self._user_or_error(ctx, ctx.str_param("user"))
+        out = user.to_api(self._team_of(ctx))
         if truthy(ctx.params.get("include_locale")):
             out["locale"] = "en-US"
         return {"user": out}
 
     def _m_users_list(self, ctx: _Ctx) -> JSON:
+        team = self._team_of(ctx)
         offset = _decode_cursor(ctx.str_param("cursor"))
         limit = _limit(ctx, default=1000, maximum=1000)
-        users = list(self.users.values())
+        users = [u for u in self.users.values() if self._team_user(team, u.id) is not None]
         page = users[offset:offset + limit]
         nxt = _encode_cursor(offset + limit) if offset + limit < len(users) else ""
-        return {"members": [u.to_api(self.team_id) for u in page], "cache_ts": int(time.time()),
+        return {"members": [u.to_api(team) for u in page], "cache_ts": int(time.time()),
                 "response_metadata": {"next_cursor": nxt}}
 
     def _m_conversations_info(self, ctx: _Ctx) -> JSON:
         ch = self._visible_channel(ctx, ctx.str_param("channel"))
-        return {"channel": ch.to_api(self.team_id, ctx.actor,
+        return {"channel": ch.to_api(ctx.actor,
                                      num_members=truthy(ctx.params.get("include_num_members")))}
 
     def _m_conversations_members(self, ctx: _Ctx) -> JSON:
@@ -1289,7 +1377,7 @@ class FakeSlack:
             if not (ch.is_im or ch.is_mpim):
                 raise SlackError("method_not_supported_for_channel_type")
             return {"no_op": True, "already_open": True,
-                    "channel": ch.to_api(self.team_id, ctx.actor)
+                    "channel": ch.to_api(ctx.actor)
                     if truthy(ctx.params.get("return_im")) else {"id": ch.id}}
         users = [u.strip() for u in str(ctx.params.get("users") or "").split(",") if u.strip()]
         if not users:
@@ -1297,13 +1385,14 @@ class FakeSlack:
         if len(users) > 8:
             raise SlackError("too_many_users")
         for uid in users:
-            user = self._user_or_error(uid)
+            user = self._user_or_error(ctx, uid)
             if user.deleted:
                 raise SlackError("user_disabled")
             if user.is_bot and len(users) == 1:
                 raise SlackError("cannot_dm_bot")
+        team = self._team_of(ctx)
         if len(users) == 1:
-            ch, created = self._open_im(ctx.actor, users[0])
+            ch, created = self._open_im(team, ctx.actor, users[0])
         else:
             members = [ctx.actor, *users]
             found = [c for c in self.channels.values()
@@ -1314,18 +1403,19 @@ class FakeSlack:
             else:
                 names = "--".join(self.users[m].name for m in members)
                 cid = self.new_id("G")
-                ch = self.channels[cid] = Channel(id=cid, name=f"mpdm-{names}-1", is_mpim=True,
-                                                  members=members, creator=ctx.actor)
+                ch = self.channels[cid] = Channel(id=cid, name=f"mpdm-{names}-1", team_id=team,
+                                                  is_mpim=True, members=members,
+                                                  creator=ctx.actor)
         out: JSON = {}
         if not created:
             out.update(no_op=True, already_open=True)
-        out["channel"] = (ch.to_api(self.team_id, ctx.actor)
+        out["channel"] = (ch.to_api(ctx.actor)
                           if truthy(ctx.params.get("return_im")) else {"id": ch.id})
         return out
 
     def _m_conversations_join(self, ctx: _Ctx) -> JSON:
         ref = ctx.str_param("channel")
-        ch = self._lookup_channel(ref) if ref else None
+        ch = self._lookup_channel(self._team_of(ctx), ref) if ref else None
         if ch is None:
             raise SlackError("channel_not_found")
         if ch.is_im or ch.is_mpim or ch.is_private:
@@ -1338,7 +1428,7 @@ class FakeSlack:
             ctx.warnings.append("already_in_channel")
         else:
             ch.members.append(ctx.actor)
-        return {"channel": ch.to_api(self.team_id, ctx.actor)}
+        return {"channel": ch.to_api(ctx.actor)}
 
     def _readable_channel(self, ctx: _Ctx) -> Channel:
         ch = self._visible_channel(ctx, ctx.str_param("channel"))
@@ -1414,7 +1504,7 @@ class FakeSlack:
 
     def _m_chat_post_ephemeral(self, ctx: _Ctx) -> JSON:
         ch = self._postable_channel(ctx, ctx.str_param("channel"))
-        user = self._user_or_error(ctx.str_param("user"))
+        user = self._user_or_error(ctx, ctx.str_param("user"))
         if user.id not in ch.members:
             raise SlackError("user_not_in_channel")
         text, blocks, attachments, _ = self._message_content(ctx)
@@ -1469,7 +1559,7 @@ class FakeSlack:
         if not tid:
             raise invalid_arguments("missing required field: trigger_id")
         trig = self._triggers.get(tid)
-        if trig is None:
+        if trig is None or trig.team_id != self._team_of(ctx):
             raise SlackError("invalid_trigger_id")
         if trig.used:
             raise SlackError("exchanged_trigger_id")
@@ -1485,14 +1575,16 @@ class FakeSlack:
     def _new_hash(self) -> str:
         return f"{int(time.time())}.{secrets.token_urlsafe(6)}"
 
-    def _create_view(self, definition: JSON, user_id: str, stack: list[str]) -> str:
+    def _create_view(self, team: str, definition: JSON, user_id: str, stack: list[str]) -> str:
+        """A view in workspace ``team``, shown to ``user_id``."""
         vid = self.new_id("V")
-        bot = self.users.get(self.bot_user_id)
+        bot = self.users.get(self.bot_user_of(team) or "")
         external = definition.get("external_id", "")
-        if external and any(v.get("external_id") == external for v in self.views.values()):
+        if external and any(v.get("external_id") == external and v["_team"] == team
+                            for v in self.views.values()):
             raise SlackError("duplicate_external_id")
         view: JSON = {
-            "id": vid, "team_id": self.team_id, "type": definition["type"],
+            "id": vid, "team_id": team, "type": definition["type"],
             "title": definition.get("title"), "submit": definition.get("submit"),
             "close": definition.get("close"), "blocks": copy.deepcopy(definition.get("blocks",
                                                                                      [])),
@@ -1503,8 +1595,8 @@ class FakeSlack:
             "external_id": external,
             "root_view_id": stack[0] if stack else vid,
             "previous_view_id": stack[-1] if stack else None,
-            "app_id": self.app_id, "app_installed_team_id": self.team_id,
-            "bot_id": bot.bot_id if bot else None, "_user": user_id,
+            "app_id": self.app_id, "app_installed_team_id": team,
+            "bot_id": bot.bot_id if bot else None, "_user": user_id, "_team": team,
         }
         self.views[vid] = view
         return vid
@@ -1532,7 +1624,7 @@ class FakeSlack:
         definition = self._view_arg(ctx, ("modal",))
         trig = self._take_trigger(ctx)
         stack: list[str] = []
-        vid = self._create_view(definition, trig.user_id, stack)
+        vid = self._create_view(trig.team_id, definition, trig.user_id, stack)
         self._modal_stacks[trig.user_id] = [vid]
         return self._view_out(self.views[vid])
 
@@ -1544,23 +1636,24 @@ class FakeSlack:
             raise SlackError("not_found")
         if len(stack) >= 3:
             raise SlackError("push_limit_reached")
-        vid = self._create_view(definition, trig.user_id, stack)
+        vid = self._create_view(trig.team_id, definition, trig.user_id, stack)
         stack.append(vid)
         return self._view_out(self.views[vid])
 
     def _m_views_update(self, ctx: _Ctx) -> JSON:
         definition = self._view_arg(ctx, ("modal", "home"))
+        team = self._team_of(ctx)
         vid = ctx.str_param("view_id")
         external = ctx.str_param("external_id")
         view = None
         if vid:
             view = self.views.get(vid)
         elif external:
-            view = next((v for v in self.views.values() if v.get("external_id") == external),
-                        None)
+            view = next((v for v in self.views.values()
+                         if v.get("external_id") == external and v["_team"] == team), None)
         else:
             raise invalid_arguments("missing required field: view_id or external_id")
-        if view is None:
+        if view is None or view["_team"] != team:
             raise SlackError("not_found")
         expected = ctx.str_param("hash")
         if expected and expected != view["hash"]:
@@ -1572,10 +1665,10 @@ class FakeSlack:
         user_id = ctx.str_param("user_id")
         if not user_id:
             raise invalid_arguments("missing required field: user_id")
-        self._user_or_error(user_id)
+        self._user_or_error(ctx, user_id)
         vid = self._home_views.get(user_id)
         if vid is None:
-            vid = self._create_view(definition, user_id, [])
+            vid = self._create_view(self._team_of(ctx), definition, user_id, [])
             self._home_views[user_id] = vid
             return self._view_out(self.views[vid])
         expected = ctx.str_param("hash")
@@ -1653,7 +1746,8 @@ class FakeSlack:
         blocks = body.get("blocks")
         channel = self.channels.get(channel_id or "")
         if body.get("response_type") == "in_channel" and channel is not None:
-            ctx = _Ctx(via, {}, self._bot_token(), False)
+            # Posted by the app's bot user in the channel's own workspace.
+            ctx = _Ctx(via, {}, self._bot_token(channel.team_id), False)
             msg = self._bot_message(ctx, text, blocks, body.get("attachments"),
                                     body.get("metadata"))
             msg["ts"] = self._new_ts()
@@ -1668,9 +1762,9 @@ class FakeSlack:
             "message_ts": self._new_ts(), "via": via,
         })
 
-    def _bot_token(self) -> Token | None:
+    def _bot_token(self, team: str) -> Token | None:
         for tok in self.tokens.values():
-            if tok.kind == "bot":
+            if tok.kind == "bot" and (tok.team_id or self.team_id) == team:
                 return tok
         return None
 
