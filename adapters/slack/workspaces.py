@@ -75,10 +75,12 @@ class ManyWorkspaces:
         return ManyWorkspaces(self.store, make_client, clock=self._clock)
 
     def tenant(self, context: Any) -> str:
-        """The workspace a request came from (on Enterprise Grid, with its organisation)."""
+        """The workspace a request came from (on Enterprise Grid, with its organisation).
+        A request that names none (Bolt's authorization lets none through) gets the bare
+        platform: no cohort is there, and no token speaks for it."""
         enterprise, team = getattr(context, "enterprise_id", None), getattr(
             context, "team_id", None)
-        return tenant_of(enterprise, team)
+        return tenant_of(enterprise, team) if enterprise or team else SINGLE
 
     def forget(self, key: Key) -> None:
         """The workspace uninstalled the app (or its token was revoked)."""

@@ -107,6 +107,7 @@ members = Table(
 
 persons = Table(
     "persons", metadata,
+    Column("tenant", String(200), primary_key=True),
     Column("platform", String(16), primary_key=True),
     Column("user_id", String(255), primary_key=True),
     Column("zone", String(64)),

@@ -533,7 +533,8 @@ def _cohort_and_caller(shape: Shape) -> Any:
     return (select(Cohort, Member, Person)
             .outerjoin(Member, and_(m.cohort_id == t.cohorts.c.id, m.platform == platform,
                                     m.user_id == user_id))
-            .outerjoin(Person, and_(p.platform == platform, p.user_id == user_id))
+            .outerjoin(Person, and_(p.tenant == t.cohorts.c.tenant, p.platform == platform,
+                                    p.user_id == user_id))
             .where(*_clauses(Cohort, shape)).order_by(t.cohorts.c.id).limit(1))
 
 

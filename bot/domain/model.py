@@ -66,8 +66,10 @@ class Member:
 
 @dataclass(kw_only=True, eq=False)
 class Person:
-    """What the bot remembers about a person across cohorts (their own choices only)."""
+    """What the bot remembers about a person across the cohorts of one tenant (their own
+    choices only): the same user id in another tenant is another person."""
 
+    tenant: str
     platform: str
     user_id: str
     zone: str | None = None

@@ -172,7 +172,8 @@ async def zone_of(uow: UnitOfWork, directory: Directory | None, user: UserRef,
                   fallback: str, tenant: str) -> str:
     """The zone to show `user` times in: their own choice, their profile's (in `tenant`),
     else `fallback`."""
-    return await person_zone(await person_of(uow, user), directory, user, fallback, tenant)
+    return await person_zone(await person_of(uow, user, tenant), directory, user, fallback,
+                             tenant)
 
 
 async def person_zone(person: Person | None, directory: Directory | None, user: UserRef,
@@ -190,8 +191,8 @@ async def person_zone(person: Person | None, directory: Directory | None, user: 
     return fallback
 
 
-async def person_of(uow: UnitOfWork, user: UserRef) -> Person | None:
-    found = await uow.find(Person, platform=user.platform, user_id=user.id)
+async def person_of(uow: UnitOfWork, user: UserRef, tenant: str) -> Person | None:
+    found = await uow.find(Person, tenant=tenant, platform=user.platform, user_id=user.id)
     return found[0] if found else None
 
 

@@ -32,9 +32,10 @@ async def set_timezone(ctx: Ctx, cmd: c.SetTimezone) -> Message:
         return Message.of(f"Times are shown to you in {zone}. Change it with "
                           f"{ctx.cmd('tz <Area/City>')}.")
     zone = parse_zone(cmd.zone).key
-    person = await person_of(ctx.uow, ctx.user)
+    person = await person_of(ctx.uow, ctx.user, ctx.tenant)
     if person is None:
-        ctx.uow.add(Person(platform=ctx.user.platform, user_id=ctx.user.id, zone=zone))
+        ctx.uow.add(Person(tenant=ctx.tenant, platform=ctx.user.platform, user_id=ctx.user.id,
+                           zone=zone))
     else:
         person.zone = zone
     return Message.of(f"Times are now shown to you in {zone}.")
@@ -54,7 +55,8 @@ async def forget_me(ctx: Ctx, cmd: c.ForgetMe) -> Message:
         await ctx.uow.delete_where(Swap, from_member=ids)
         await ctx.uow.delete_where(Swap, to_member=ids)
         await ctx.uow.delete_where(Member, id=ids)  # cascades to actions, roles, absences
-    await ctx.uow.delete_where(Person, platform=ctx.user.platform, user_id=ctx.user.id)
+    await ctx.uow.delete_where(Person, tenant=ctx.tenant, platform=ctx.user.platform,
+                               user_id=ctx.user.id)
     return Message.of("Done: everything the bot kept about you is deleted.")
 
 

@@ -4,7 +4,7 @@ bot account or the terminal; cohort ids and channels are unique per tenant; slac
 Revision ID: 0004
 Revises: 0003
 
-Existing data finds its tenant with no manual step:
+Existing data finds its tenant with no manual step (a person's settings, in `persons`, too):
 
 - a Matrix or terminal cohort: the platform of its room or channel, else of its members;
 - a Slack cohort when no OAuth install exists (one bot token, one workspace): `slack`;
@@ -33,8 +33,9 @@ def slack_tenant(enterprise_id: str, team_id: str) -> str:
     return "slack:" + ":".join(part for part in (enterprise_id, team_id) if part)
 
 
-def _tenants(conn: sa.Connection) -> tuple[dict[int, str], dict[str, str]]:
-    """Each cohort's tenant, and each Slack place's (from what OAuth installs recorded)."""
+def _tenants(conn: sa.Connection) -> tuple[dict[int, str], dict[str, str], str]:
+    """Each cohort's tenant, each Slack place's (from what OAuth installs recorded), and the
+    tenant of a Slack place no install recorded."""
     installs = [slack_tenant(e, t) for e, t in conn.execute(sa.text(
         "SELECT enterprise_id, team_id FROM slack_installations ORDER BY team_id"))]
     places = {p: slack_tenant(e, t) for p, e, t in conn.execute(sa.text(
@@ -44,11 +45,10 @@ def _tenants(conn: sa.Connection) -> tuple[dict[int, str], dict[str, str]]:
             "SELECT cohort_id, platform, user_id FROM members ORDER BY id")):
         members.setdefault(cohort_id, []).append((platform, user_id))
 
+    unknown = installs[0] if len(installs) == 1 else "slack"
+
     def slack(place_ids: list[str]) -> str:
-        for place in place_ids:
-            if place in places:
-                return places[place]
-        return installs[0] if len(installs) == 1 else "slack"
+        return next((places[p] for p in place_ids if p in places), unknown)
 
     found: dict[int, str | None] = {}
     for cohort_id, platform, channel_id in conn.execute(sa.text(
@@ -62,12 +62,12 @@ def _tenants(conn: sa.Connection) -> tuple[dict[int, str], dict[str, str]]:
     # An unlinked cohort with no members yet: it goes where most cohorts are.
     common = Counter(v for v in found.values() if v).most_common(1)
     fallback = common[0][0] if common else "terminal"
-    return {k: v or fallback for k, v in found.items()}, places
+    return {k: v or fallback for k, v in found.items()}, places, unknown
 
 
 def upgrade() -> None:
     conn = op.get_bind()
-    tenants, places = _tenants(conn)
+    tenants, places, unknown = _tenants(conn)
     with op.batch_alter_table("cohorts") as batch:
         batch.add_column(sa.Column("tenant", sa.String(length=200), nullable=True))
     with op.batch_alter_table("outbox") as batch:
@@ -84,6 +84,7 @@ def upgrade() -> None:
         if tenant is None:
             tenant = places.get(target, platform) if platform == "slack" else platform
         conn.execute(outbox.update().where(outbox.c.id == row_id).values(tenant=tenant))
+    _persons_by_tenant(conn, places, unknown)
     with op.batch_alter_table("cohorts") as batch:
         batch.alter_column("tenant", existing_type=sa.String(length=200), nullable=False)
         batch.drop_constraint("uq_cohorts_slug", type_="unique")
@@ -91,6 +92,26 @@ def upgrade() -> None:
         batch.drop_constraint("uq_cohorts_channel", type_="unique")
         batch.create_unique_constraint("uq_cohorts_channel", ["tenant", "platform", "channel_id"])
     op.drop_table("slack_places")
+
+
+def _persons_by_tenant(conn: sa.Connection, places: dict[str, str], unknown: str) -> None:
+    """A person's settings belong to one tenant: the same id in another is another person."""
+    rows = conn.execute(sa.text("SELECT platform, user_id, zone, dm_channel FROM persons")).all()
+    op.drop_table("persons")
+    persons = op.create_table(
+        "persons",
+        sa.Column("tenant", sa.String(length=200), nullable=False),
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("user_id", sa.String(length=255), nullable=False),
+        sa.Column("zone", sa.String(length=64), nullable=True),
+        sa.Column("dm_channel", sa.String(length=255), nullable=True),
+        sa.PrimaryKeyConstraint("tenant", "platform", "user_id", name=op.f("pk_persons")),
+    )
+    if rows:
+        op.bulk_insert(persons, [
+            {"tenant": places.get(user_id, unknown) if platform == "slack" else platform,
+             "platform": platform, "user_id": user_id, "zone": zone, "dm_channel": dm}
+            for platform, user_id, zone, dm in rows])
 
 
 def downgrade() -> None:
@@ -109,3 +130,19 @@ def downgrade() -> None:
         batch.drop_column("tenant")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("tenant")
+    rows = op.get_bind().execute(sa.text(
+        "SELECT platform, user_id, zone, dm_channel FROM persons")).all()
+    op.drop_table("persons")
+    persons = op.create_table(
+        "persons",
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("user_id", sa.String(length=255), nullable=False),
+        sa.Column("zone", sa.String(length=64), nullable=True),
+        sa.Column("dm_channel", sa.String(length=255), nullable=True),
+        sa.PrimaryKeyConstraint("platform", "user_id", name=op.f("pk_persons")),
+    )
+    # Someone known in several tenants keeps one of their rows.
+    unique = {(p, u): {"platform": p, "user_id": u, "zone": z, "dm_channel": d}
+              for p, u, z, d in rows}
+    if unique:
+        op.bulk_insert(persons, list(unique.values()))

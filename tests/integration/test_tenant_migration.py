@@ -51,10 +51,13 @@ def old_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _fill(url: str, cohorts: list[tuple[str, str | None, str | None]],
           members: list[tuple[str, str, str]], outbox: list[tuple[str | None, str, str]],
-          places: dict[str, str] | None = None) -> None:
+          places: dict[str, str] | None = None,
+          persons: tuple[tuple[str, str, str], ...] | list[tuple[str, str, str]] = ()
+          ) -> None:
     """Rows as the bot before tenants wrote them. `cohorts`: (slug, platform, channel);
     `members`: (slug, platform, user); `outbox`: (slug or None, platform, target);
-    `places`: place → team of an OAuth install (each team installed)."""
+    `places`: place → team of an OAuth install (each team installed); `persons`: (platform,
+    user, zone)."""
     engine = sa.create_engine(sync_url(url))
     with engine.begin() as conn:
         ids = {}
@@ -81,21 +84,25 @@ def _fill(url: str, cohorts: list[tuple[str, str | None, str | None]],
             conn.execute(sa.text(
                 "INSERT INTO slack_installations VALUES ('', :t, :tok, 'UB', 'B', 'UI', "
                 "'commands', :at)"), {"t": team, "tok": f"xoxb-{team}", "at": AT})
+        for platform, user, zone in persons:
+            conn.execute(sa.text("INSERT INTO persons (platform, user_id, zone) VALUES "
+                                 "(:p, :u, :z)"), {"p": platform, "u": user, "z": zone})
         for place, team in (places or {}).items():
             conn.execute(sa.text("INSERT INTO slack_places VALUES (:p, '', :t)"),
                          {"p": place, "t": team})
     engine.dispose()
 
 
-def _tenants(url: str) -> tuple[dict[str, str], dict[str, str | None]]:
+def _tenants(url: str) -> tuple[dict[str, str], dict[str, str | None], dict[str, str]]:
     engine = sa.create_engine(sync_url(url))
     with engine.connect() as conn:
         cohorts = dict(conn.execute(sa.text("SELECT slug, tenant FROM cohorts")).all())
         outbox = dict(conn.execute(sa.text("SELECT key, tenant FROM outbox")).all())
+        persons = dict(conn.execute(sa.text("SELECT user_id, tenant FROM persons")).all())
         tables = sa.inspect(conn).get_table_names()
     engine.dispose()
     assert "slack_places" not in tables
-    return cohorts, outbox
+    return cohorts, outbox, persons
 
 
 async def test_one_workspace_keeps_its_cohorts(old_db: str) -> None:
@@ -105,12 +112,14 @@ async def test_one_workspace_keeps_its_cohorts(old_db: str) -> None:
           members=[("peer-s", "slack", "U0ANA"), ("loose", "slack", "U0ANA"),
                    ("peer-m", "matrix", "@ben:x.org")],
           outbox=[("peer-s", "slack", "C0ONE"), (None, "slack", "U0ANA"),
-                  ("peer-m", "matrix", "!r:x.org")])
+                  ("peer-m", "matrix", "!r:x.org")],
+          persons=[("slack", "U0ANA", "Europe/Berlin"), ("matrix", "@ben:x.org", "Asia/Tokyo")])
     upgrade(old_db)
-    cohorts, outbox = _tenants(old_db)
+    cohorts, outbox, persons = _tenants(old_db)
     assert cohorts == {"peer-s": "slack", "peer-m": "matrix", "peer-t": "terminal",
                        "loose": "slack"}
     assert outbox == {"old:0": "slack", "old:1": "slack", "old:2": "matrix"}
+    assert persons == {"U0ANA": "slack", "@ben:x.org": "matrix"}
 
     # The bot of one bot token serves them as before, to the same people.
     settings = load_settings(environ={"COHORTBOT_DATABASE__URL": old_db,
@@ -126,6 +135,9 @@ async def test_one_workspace_keeps_its_cohorts(old_db: str) -> None:
             user=UserRef("slack", "U0ANA"), text="--cohort peer-s next", channel=None,
             tenant="slack"))
         assert replies[0].message.plain() == "Peer-S has no upcoming session (no schedule yet)."
+        replies = await app.bot.handle(Invocation(
+            user=UserRef("slack", "U0ANA"), text="tz", channel=None, tenant="slack"))
+        assert replies[0].message.plain().startswith("Times are shown to you in Europe/Berlin")
     finally:
         await app.close()
 
@@ -138,14 +150,16 @@ async def test_oauth_workspaces_each_get_their_own(old_db: str) -> None:
           outbox=[("peer-b", "slack", "C0BETA"), (None, "slack", "U0BEA"),
                   (None, "slack", "U0NOBODY")],
           places={"C0ALPHA": "T0ALPHA", "U0ANA": "T0ALPHA", "C0BETA": "T0BETA",
-                  "U0BEA": "T0BETA"})
+                  "U0BEA": "T0BETA"},
+          persons=[("slack", "U0BEA", "Asia/Tokyo"), ("slack", "U0NOBODY", "UTC")])
     upgrade(old_db)
-    cohorts, outbox = _tenants(old_db)
+    cohorts, outbox, persons = _tenants(old_db)
     assert cohorts == {"peer-a": "slack:T0ALPHA", "peer-b": "slack:T0BETA",
                        "loose": "slack:T0BETA"}
     # A message to a place no install recorded keeps the bare platform: it cannot be routed
     # to a workspace, and fails as "not installed" rather than guess one.
     assert outbox == {"old:0": "slack:T0BETA", "old:1": "slack:T0BETA", "old:2": "slack"}
+    assert persons == {"U0BEA": "slack:T0BETA", "U0NOBODY": "slack"}
 
     # Cohort ids are unique per workspace now: Alpha may have its own "peer-b".
     engine = sa.create_engine(sync_url(old_db))
