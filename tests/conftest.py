@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from bot.bootstrap import App, build, ensure_schema
 from bot.chat.message import Message
 from bot.config import load_settings
+from bot.db.engine import upgrade
 from bot.domain.refs import ChannelRef, UserRef
 from bot.domain.timeparse import parse_duration
 from bot.scheduling.clock import SimulatedClock
@@ -53,15 +54,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @contextmanager
-def pg_schema() -> Iterator[str]:
-    """A migrated PostgreSQL schema of its own (a URL that uses it), dropped afterwards."""
+def pg_schema(revision: str = "head") -> Iterator[str]:
+    """A PostgreSQL schema of its own (a URL that uses it), migrated to `revision`, dropped
+    afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     url = _pg_schema_url(schema)
     try:
-        ensure_schema(url)
+        upgrade(url, revision)
         yield url
     finally:
         with admin.begin() as conn:

@@ -8,7 +8,6 @@ and the bot serves the old data to its own people.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from bot.db.engine import sync_url, upgrade
 from bot.domain.refs import UserRef
 from bot.scheduling.clock import SimulatedClock
 from bot.service.api import Invocation
-from tests.conftest import PG_URL, START, _pg_schema_url
+from tests.conftest import START, pg_schema
 
 AT = datetime(2026, 11, 1, 9, 0, tzinfo=UTC).replace(tzinfo=None)
 
@@ -35,18 +34,8 @@ def old_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         upgrade(url, "0003")
         yield url
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = _pg_schema_url(schema)
-    try:
-        upgrade(url, "0003")
+    with pg_schema("0003") as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def _fill(url: str, cohorts: list[tuple[str, str | None, str | None]],

@@ -237,6 +237,16 @@ class OAuthBot:
         return {c.token or "" for c in self.fake.calls_to(method) if where(c.params)}
 
 
+def oauth_environ(fake: FakeSlack, url: str, *, mode: str) -> dict[str, str]:
+    """The settings of OAuth installs (no bot token); the main workspace's admin is the
+    configured one, named with their workspace."""
+    env = slack_environ(fake, url, mode=mode,
+                        admins=(f"slack:{WORKSPACE.team_id}:{WORKSPACE.admin}",))
+    del env["COHORTBOT_SLACK__BOT_TOKEN"]
+    return env | {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
+                  "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET}
+
+
 @pytest.fixture
 async def oauth_bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[OAuthBot]:
     fake_slack.set_latency(0.0, 0.005)
@@ -250,12 +260,8 @@ async def oauth_bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[OAut
     url = f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}"
     ensure_schema(url)
     # Bea is no configured admin: only Beta's own users.info says she may create a cohort.
-    env = slack_environ(fake_slack, url, mode="http",
-                        admins=(f"slack:{WORKSPACE.team_id}:{WORKSPACE.admin}",))
-    del env["COHORTBOT_SLACK__BOT_TOKEN"]
-    env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
-            "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET,
-            "COHORTBOT_SLACK__STATE_SECRET": "state-signing-secret"}
+    env = oauth_environ(fake_slack, url, mode="http") | {
+        "COHORTBOT_SLACK__STATE_SECRET": "state-signing-secret"}
     empty = tmp_path / "cohortbot.toml"
     empty.write_text("")
     settings = load_settings(empty, environ=env)

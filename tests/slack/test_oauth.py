@@ -31,14 +31,12 @@ from tests.slack.conftest import (
     BETA_ADMIN,
     BETA_BOT,
     BETA_CHANNEL,
-    CLIENT_ID,
-    CLIENT_SECRET,
     START,
     OAuthBot,
+    oauth_environ,
 )
 from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack, post_signed
-from tests.support.slack.process import slack_environ
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning")  # slack_sdk's oauth.v2.access call
@@ -179,11 +177,7 @@ async def test_socket_mode_serves_only_the_install_pages_over_http(
         fake_slack: FakeSlack, tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'socket.db'}"
     ensure_schema(url)
-    env = slack_environ(fake_slack, url, mode="socket",
-                        admins=(f"slack:{W.team_id}:{W.admin}",))
-    del env["COHORTBOT_SLACK__BOT_TOKEN"]
-    env |= {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
-            "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET}
+    env = oauth_environ(fake_slack, url, mode="socket")
     empty = tmp_path / "cohortbot.toml"
     empty.write_text("")
     settings = load_settings(empty, environ=env)
