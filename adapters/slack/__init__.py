@@ -5,6 +5,8 @@ Modules, each one concept:
 
 - ``render``: neutral ``Message`` → mrkdwn text and Block Kit (pure, escapes all user text);
 - ``inbound``: Slack payloads → ``Invocation`` (pure; decodes Slack's own text encoding);
+- ``tenants``: which workspace (tenant) a request, a message or a configured admin is of (pure);
+- ``workspaces``: which bot token speaks in a workspace (one token, or OAuth installs);
 - ``views``: modals and App Home as Block Kit, and reading their submissions back (pure);
 - ``pacing``: per-channel pacing of posts (Slack allows about one message a second);
 - ``messenger``: the outbox's ``Messenger`` (chat.postMessage, errors, never twice);

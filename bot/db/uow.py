@@ -471,6 +471,12 @@ class SqlUnitOfWork:
         params = {"event_id": event_id, "seen_at": now}
         return (await self.s.execute(_seen(self._dialect()), params)).first() is not None
 
+    async def forget_events(self, before: datetime) -> int:
+        result = await self.s.execute(
+            delete(t.seen_events).where(t.seen_events.c.seen_at < before),
+            execution_options={"synchronize_session": False})
+        return int(getattr(result, "rowcount", 0) or 0)
+
 
 Shape = tuple[tuple[str, str], ...]  # (column, "eq" | "in" | "null") per condition
 

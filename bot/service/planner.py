@@ -53,6 +53,10 @@ from bot.service.ports import (
 
 log = logging.getLogger(__name__)
 
+#: How long an inbound event id is kept to drop a redelivery: Slack retries for minutes,
+#: a Matrix sync replays at most a minute; a day covers both with room to spare.
+REDELIVERY_WINDOW = timedelta(days=1)
+
 PLAN_CHUNK = 2000  # cohorts per transaction
 LOOK_BACK = timedelta(days=1)  # a session under way may still owe its summary
 
@@ -239,10 +243,13 @@ class Planner:
             after = targets[-1].id
 
     async def purge(self) -> int:
-        """Delete actions and check-in notes of cohorts archived longer than the retention."""
+        """Delete actions and check-in notes of cohorts archived longer than the retention,
+        and the ids of inbound events older than any redelivery (`REDELIVERY_WINDOW`): kept
+        longer, they would only tell a database reader who sent what when."""
         now = self._clock.now()
         removed = 0
         async with self._uow() as uow:
+            await uow.forget_events(now - REDELIVERY_WINDOW)
             for cohort in await uow.find(Cohort, status=ARCHIVED):
                 if cohort.archived_at and cohort.archived_at + self._policy.retention <= now:
                     actions = await uow.find(Action, cohort_id=cohort.id)

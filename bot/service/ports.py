@@ -188,6 +188,10 @@ class UnitOfWork(Protocol):
         """Record an inbound event id; False if it was seen before."""
         ...
 
+    async def forget_events(self, before: datetime) -> int:
+        """Delete the event ids recorded before `before`; returns how many."""
+        ...
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...

@@ -19,6 +19,7 @@ import secrets
 from datetime import datetime
 
 from bot.chat import commands as c
+from bot.chat.grammar import Role
 from bot.chat.message import Action as Button
 from bot.chat.message import Message, Strong, Text, lines
 from bot.domain.cohort_settings import CohortSettings
@@ -174,8 +175,11 @@ async def retract(ctx: Ctx, cmd: c.Retract) -> Message:
 async def list_questions(ctx: Ctx, cmd: c.ListQuestions) -> Message:
     released = await ctx.uow.find(Question, cohort_id=ctx.cohort.id, status="released",
                                   order_by="number")
+    # Only facilitators (who review them anyway) see how many wait: a member who watched the
+    # count change would learn when each question was asked, and match it to who was about.
     waiting = len(await ctx.uow.find(Question, cohort_id=ctx.cohort.id,
-                                     status=("pending", "approved")))
+                                     status=("pending", "approved"))
+                  ) if ctx.role >= Role.FACILITATOR else 0
     if not released:
         head = "No anonymous questions have been posted yet."
     else:

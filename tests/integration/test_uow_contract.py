@@ -225,3 +225,18 @@ async def test_seen_events_are_recorded_once(db_url: str) -> None:
     async with uows() as uow:
         assert not await uow.seen("evt-1", T0)
     await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def test_seen_events_are_forgotten_after_the_redelivery_window(db_url: str) -> None:
+    uows, engine = _factory(db_url)
+    async with uows() as uow:
+        assert await uow.seen("evt-old", T0)
+        assert await uow.seen("evt-new", T0 + timedelta(hours=2))
+        await uow.commit()
+    async with uows() as uow:
+        assert await uow.forget_events(T0 + timedelta(hours=1)) == 1
+        await uow.commit()
+    async with uows() as uow:
+        assert await uow.seen("evt-old", T0 + timedelta(days=2))  # new again: it is gone
+        assert not await uow.seen("evt-new", T0 + timedelta(days=2))
+    await engine.dispose()  # type: ignore[attr-defined]

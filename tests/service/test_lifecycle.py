@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
+
+from bot.domain.refs import UserRef
+from bot.service.api import Invocation
 from tests.conftest import Harness
 
 
@@ -107,6 +111,30 @@ async def test_anonymous_questions_batch_in_random_order(harness: Harness) -> No
     assert len(posts) == 6
     assert {p.split("\n", 1)[1] for p in posts} == set(texts)
     assert [p.split("\n")[0] for p in posts] == [f"Anonymous question #{i}" for i in range(1, 7)]
+
+
+async def test_members_learn_nothing_about_when_others_ask(harness: Harness) -> None:
+    await harness.setup_cohort()
+    before = await harness.say("dev", "questions")
+    await harness.say("ana", "ask Is it fine to skip the retreat?", channel=None)
+    assert await harness.say("dev", "questions") == before
+    assert "waiting" not in before
+    # The facilitator, who reviews them anyway, is told.
+    assert "1 more waiting to be posted." in await harness.say("fay", "questions")
+
+
+async def test_inbound_event_ids_go_once_no_redelivery_can_come(harness: Harness) -> None:
+    await harness.setup_cohort()
+    inv = Invocation(user=UserRef("terminal", "ana"), text="next", channel=None,
+                     event_id="terminal:ev:1")
+    assert await harness.app.bot.handle(inv)
+    assert await harness.app.bot.handle(inv) == []  # a redelivery is dropped
+    await harness.advance("2h")
+    assert await harness.app.bot.handle(inv) == []  # still within the window
+    await harness.advance("1d")
+    async with harness.app.engine.connect() as conn:
+        left = (await conn.execute(sa.text("SELECT count(*) FROM seen_events"))).scalar_one()
+    assert left == 0
 
 
 async def test_immediate_release_and_moderation(harness: Harness) -> None:
