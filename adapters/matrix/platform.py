@@ -549,15 +549,14 @@ class MatrixDirectory:
     async def is_admin(self, user: UserRef, place: ChannelRef | None, tenant: str) -> bool:
         # A power level rules its own room and nothing else: over no room, nobody is.
         level = self._p.settings.admin_power_level
-        channel = place
-        if channel is None or channel.platform != self._p.name or level <= 0:
+        if place is None or place.platform != self._p.name or level <= 0:
             return False
         client = self._p.client
-        room = client.rooms.get(channel.id) if client is not None else None
+        room = client.rooms.get(place.id) if client is not None else None
         if client is None or room is None:
             return False
         if creator_power(room.room_version) and user.id in await self._p.creators.of(
-                client, channel.id):
+                client, place.id):
             return True
         return bool(room.power_levels.get_user_level(user.id) >= level)
 

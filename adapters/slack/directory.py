@@ -46,10 +46,6 @@ class SlackDirectory:
         """The one bot token's client, or a router that picks each workspace's token."""
         self._router = OneWorkspace(client) if isinstance(client, AsyncWebClient) else client
 
-    def forget(self, user_id: str) -> None:
-        for key in [k for k in self._cache if k[1] == user_id]:
-            self._cache.pop(key, None)
-
     async def _user(self, user: UserRef, tenant: str) -> dict[str, Any] | None:
         if user.platform != "slack" or self._router is None:
             return None

@@ -166,10 +166,6 @@ class Listeners:
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _tenant(where: Where) -> str:
-        return where.tenant or inbound.PLATFORM
-
     def _teller(self, where: Where) -> Callable[[str], Awaitable[None]]:
         async def tell(text: str) -> None:
             await self.replier.private(Message.of(text), where)
@@ -213,7 +209,7 @@ class Listeners:
                                         "action add <text>")
             return True
         if words == "checkin":
-            items = await self.core.checkin_items(user, where.tenant or inbound.PLATFORM)
+            items = await self.core.checkin_items(user, where.tenant)
             cohort = flag.split()[-1] if flag else None
             items = [i for i in items if cohort in (None, i.cohort)]
             if items:
@@ -232,7 +228,7 @@ class Listeners:
         self.tasks.spawn(self._command(body, where), what="command", tell=self._teller(where))
 
     async def _command(self, body: JSON, where: Where) -> None:
-        inv = inbound.command(body, tenant=self._tenant(where))
+        inv = inbound.command(body, tenant=where.tenant)
         split = inbound.split_cohort(inv.text)
         where = replace(where, flag=split.flag)
         if await self._form_for(split.words, split.flag, where, inv.user,
@@ -253,7 +249,7 @@ class Listeners:
                          tell=self._teller(where))
 
     async def _button(self, body: JSON, action: JSON, where: Where) -> None:
-        inv = inbound.button_click(body, action, tenant=self._tenant(where))
+        inv = inbound.button_click(body, action, tenant=where.tenant)
         split = inbound.split_cohort(inv.text)
         where = replace(where, flag=split.flag)
         if await self._form_for(split.words, split.flag, where, inv.user,
@@ -273,7 +269,7 @@ class Listeners:
     async def _home_button(self, value: str, user: UserRef, trigger: str | None,
                            where: Where) -> None:
         if value == "refresh" or not await self._form_for(value, "", where, user, trigger):
-            await self.publish_home(user, self._tenant(where))
+            await self.publish_home(user, where.tenant)
 
     async def on_ack_only(self, ack: AsyncAck) -> None:
         await ack()
@@ -299,7 +295,7 @@ class Listeners:
             return
         inv = Invocation(user=user, text=f"{origin.flag}ask {question}",
                          channel=inbound.channel_ref(origin.channel),
-                         event_id=_view_event_id(view), tenant=self._tenant(where))
+                         event_id=_view_event_id(view), tenant=where.tenant)
         self.tasks.spawn(self._run(inv, where), what="question", tell=self._teller(where))
 
     async def on_action_add(self, ack: AsyncAck, body: JSON, view: JSON,
@@ -315,7 +311,7 @@ class Listeners:
                       flag=origin.flag, tenant=self.clients.tenant(context))
         inv = Invocation(user=user, text=f"{origin.flag}action add {text}",
                          channel=inbound.channel_ref(origin.channel),
-                         event_id=_view_event_id(view), tenant=self._tenant(where))
+                         event_id=_view_event_id(view), tenant=where.tenant)
         self.tasks.spawn(self._run(inv, where), what="action form", tell=self._teller(where))
 
     async def on_checkin(self, ack: AsyncAck, body: JSON, view: JSON,
@@ -338,7 +334,7 @@ class Listeners:
         for i, text in enumerate(commands):
             inv = Invocation(user=user, text=text, channel=None,
                              event_id=f"{base}:{i}" if base else None,
-                             tenant=self._tenant(where))
+                             tenant=where.tenant)
             said += [r.message for r in await self.core.handle(inv)]
         if said:
             await self.replier.private(lines(said), where)

@@ -40,7 +40,7 @@ class Where:
     response_url: str | None = None
     flag: str = ""  # "--cohort peer-a " when the caller named a cohort: buttons keep it
     dm_channel: str | None = None  # the bot's DM with the user, when the command came from it
-    tenant: str | None = None  # the workspace the request came from: whose token answers
+    tenant: str = "slack"  # the workspace the request came from: whose token answers
 
     @property
     def in_channel(self) -> str | None:
