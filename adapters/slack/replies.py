@@ -2,7 +2,7 @@
 
 - private: an ephemeral message (through the command's `response_url`, else
   chat.postEphemeral in the channel, else the direct conversation with the bot);
-- lasting (a question's code): also by direct message, since ephemeral messages vanish;
+- fleeting (a question's code): ephemeral only, never a lasting direct message;
 - direct: by direct message;
 - not private: posted in the channel. If the bot is not in that channel yet, the reply still
   appears there through the `response_url`, with a private hint to invite the bot.
@@ -60,7 +60,7 @@ class Replier:
     async def deliver(self, replies: list[Reply], where: Where) -> None:
         """Send every reply; a failure to answer is logged, never raised at the caller."""
         private = [r for r in replies if r.private and not r.direct]
-        direct = [r.message for r in replies if r.direct or (r.private and r.lasting)]
+        direct = [r.message for r in replies if r.direct]
         public = [r.message for r in replies if not r.private and not r.direct]
         if private:
             await self.private(lines([r.message for r in private]), where)

@@ -183,9 +183,9 @@ class Spec:
     needs_cohort: bool = True
     #: Running it ties the caller to an anonymous question: never from where others can see.
     secret: bool = False
-    #: Its reply holds something to keep (a question's code): platforms whose private replies
-    #: vanish (Slack's ephemeral messages) also send it by direct message.
-    lasting: bool = False
+    #: Its reply holds a secret tied to the caller (a question's code): adapters show it only
+    #: where it does not stay beside the caller's name (see `Reply.fleeting`).
+    fleeting: bool = False
 
     @property
     def name(self) -> str:
@@ -411,7 +411,7 @@ COMMANDS: tuple[Spec, ...] = (
          _no_args(c.ShareCheckins(share=False))),
     Spec(("checkin",), "", "your check-in for the next session", M, _no_args(c.ShowCheckin())),
     Spec(("ask",), "<question>", "ask the group anonymously", M,
-         lambda a: c.AskQuestion(text=a.rest("question")), secret=True, lasting=True),
+         lambda a: c.AskQuestion(text=a.rest("question")), secret=True, fleeting=True),
     Spec(("questions", "review"), "", "pending anonymous questions to approve or return", F,
          _no_args(c.ReviewQuestions())),
     Spec(("questions",), "", "the anonymous questions released so far", M,

@@ -22,6 +22,10 @@ class Invocation:
     #: unlike a Slack slash command). Commands that would tie the caller to an anonymous
     #: question are then refused, and the adapter is asked to withdraw the message.
     seen_by_channel: bool = False
+    #: The command text stays in the platform's history under the caller's name, where the
+    #: bot cannot remove it (a Slack direct message). Commands that would tie the caller to an
+    #: anonymous question are refused with a pointer to a way that leaves nothing behind.
+    kept: bool = False
     #: Whose cohorts the caller can reach: a Slack workspace (`slack:T…`), the Matrix bot
     #: account (`matrix`), the terminal. Opaque to the core; the platform's name by default,
     #: for a platform that is one tenant.
@@ -38,10 +42,17 @@ class Reply:
     private: bool = True  # only the caller sees it (ephemeral / DM / [private:…])
     #: Send it to the caller in a direct conversation, even if the command came from a channel.
     direct: bool = False
-    #: Remove the command message from the channel where the platform allows it.
+    #: Remove the command message where the platform allows it: it was seen by a channel, or
+    #: it ties its sender to an anonymous question (a Matrix DM keeps it otherwise).
     withdraw: bool = False
-    #: Worth keeping (a question's code): where private replies vanish, also send it by DM.
-    lasting: bool = False
+    #: Holds a secret tied to its reader (a question's code): show it only where it does not
+    #: stay beside their name (an ephemeral message, a form, or a direct message the adapter
+    #: removes after `FLEETING`), never in a lasting message.
+    fleeting: bool = False
+
+
+#: How long a fleeting reply may stay where the platform keeps it (a Matrix DM).
+FLEETING = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

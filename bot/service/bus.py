@@ -46,9 +46,9 @@ def storable(text: str) -> bool:
     return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
-def error_reply(message: str, usage: str | None) -> Reply:
+def error_reply(message: str, usage: str | None, *, withdraw: bool = False) -> Reply:
     text = message if usage is None else f"{message}\nUsage: {usage}"
-    return Reply(message=Message.of(text), private=True)
+    return Reply(message=Message.of(text), private=True, withdraw=withdraw)
 
 
 class Bot:
@@ -119,6 +119,16 @@ class Bot:
                 f"Everyone in the channel can see that message, so I did not act on it. Send "
                 f"it to me in a direct message instead: {word} {parsed.spec.name} …"),
                 private=True, direct=True, withdraw=True)]
+        if parsed.spec.secret and inv.kept:
+            # Nothing is run or stored: the message stays under the caller's name.
+            metrics.COMMANDS.labels(platform, REFUSED).inc()
+            return [Reply(message=Message.of(
+                "Messages to me stay in this conversation under your name, so I did not act "
+                f"on that one. Use the command instead, which leaves nothing behind: "
+                f"{word} {parsed.spec.name} …"), private=True, withdraw=True)]
+        # A command tied to an anonymous question asks for its message to be withdrawn
+        # whatever the outcome: the message itself would tie its sender to the question.
+        secret = parsed.spec.secret
         started = time.perf_counter()
         try:
             async with self._uow() as uow:
@@ -132,7 +142,7 @@ class Bot:
                 changed = uow.schedule_changed
         except UserError as e:
             metrics.COMMANDS.labels(platform, REFUSED).inc()
-            return [error_reply(e.message, e.usage or parsed.spec.usage(word))]
+            return [error_reply(e.message, e.usage or parsed.spec.usage(word), withdraw=secret)]
         except Exception as e:
             ref = secrets.token_hex(4)
             if self._uow.unavailable(e):
@@ -140,18 +150,20 @@ class Bot:
                 log.warning("database unavailable ref=%s command=%r (%s)", ref,
                             parsed.spec.name, type(e).__name__, extra={"ref": ref})
                 return [error_reply(f"The bot is temporarily unavailable (ref {ref}). Nothing "
-                                    "was changed; please try again in a minute.", None)]
+                                    "was changed; please try again in a minute.", None,
+                                    withdraw=secret)]
             metrics.COMMANDS.labels(platform, ERROR).inc()
             log.exception("unexpected error ref=%s command=%r", ref, parsed.spec.name,
                           extra={"ref": ref})
             return [error_reply(f"Something went wrong on our side (ref {ref}). Nothing was "
-                                "changed; please try again later.", None)]
+                                "changed; please try again later.", None, withdraw=secret)]
         metrics.COMMANDS.labels(platform, OK).inc()
         log.debug("handled %r in %.1f ms", parsed.spec.name, (time.perf_counter() - started) * 1e3)
         if changed and self._on_change is not None:
             self._on_change()  # (a command that only reads leaves the scheduler alone)
         public = isinstance(parsed.command, c.CreateCohort | c.LinkCohort) and inv.channel
-        return [Reply(message=reply, private=not public, lasting=parsed.spec.lasting)]
+        return [Reply(message=reply, private=not public, fleeting=parsed.spec.fleeting,
+                      withdraw=parsed.spec.secret)]
 
     async def _context(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Ctx:
         directory = self.directory(inv.user.platform)
