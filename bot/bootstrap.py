@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.db.engine import create_engine, pending_migrations, session_factory, upgrade
 from bot.db.uow import SqlUnitOfWorkFactory
 from bot.domain.refs import UserRef
 from bot.logs import quiet_libraries
 from bot.scheduling.clock import SimulatedClock, SystemClock
+from bot.service.anonymity import Keys
 from bot.service.api import Admin, Policy
 from bot.service.bus import Bot
 from bot.service.dispatcher import Dispatcher
@@ -78,6 +81,40 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def _next_midnight(now: datetime) -> datetime:
+    day = now.astimezone(UTC).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def question_secret(settings: Settings) -> bytes:
+    """The secret behind anonymous questions' keyed hashes (see bot/service/anonymity.py):
+    configured, else read from its file (made, mode 0600, on first start: beside the SQLite
+    database unless a file is named), else new for this process."""
+    configured = settings.bot.question_secret
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    named = settings.bot.question_secret_file
+    db = sqlite_path(settings.database.url)
+    path = Path(named) if named else db.with_name(db.name + ".secret") if db else None
+    if path is None:
+        log.warning("no question secret is configured: this process makes its own, so "
+                    "question limits and upvotes start afresh when it restarts, and other "
+                    "instances cannot share them (set bot.question_secret)")
+        return secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_bytes().strip()
+        if len(secret) < 16:
+            raise ConfigError(f"the question secret in {path} is shorter than 16 bytes") \
+                from None
+        return secret
+    with os.fdopen(fd, "w") as f:
+        secret_text = secrets.token_hex(32)
+        f.write(secret_text + "\n")
+    return secret_text.encode()
+
+
 @dataclass(kw_only=True)
 class App:
     """Everything a running bot is made of."""
@@ -99,6 +136,7 @@ class App:
         assert isinstance(clock, SimulatedClock)
         await self.planner.plan_all()
         next_plan = clock.now() + PLAN_EVERY
+        next_purge = _next_midnight(clock.now())
         while True:
             stats = await self.dispatcher.run_due()
             if stats.fired or stats.dropped or stats.sent or stats.failed or stats.retried:
@@ -109,12 +147,16 @@ class App:
             due = await self.dispatcher.next_due()
             if due is not None and due <= now:
                 due = None  # due but not sendable here (no messenger for its platform)
-            step = min(t for t in (due, next_plan, target) if t is not None)
+            step = min(t for t in (due, next_plan, next_purge, target) if t is not None)
             clock.set(step)
-            if step >= next_plan:
+            planning = step >= next_plan
+            if planning:
                 await self.planner.plan_all()
-                await self.planner.purge()
                 next_plan = step + PLAN_EVERY
+            if planning or step >= next_purge:
+                # (at midnight too: a day's question keys end with the day)
+                await self.planner.purge()
+                next_purge = _next_midnight(step)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -136,7 +178,8 @@ def build(
     messengers = messengers or {}
     dispatcher = Dispatcher(uow, clock, policy, messengers, directories)
     planner = Planner(uow, clock, policy)
-    bot = Bot(uow, clock, policy, directories)
+    keys = Keys(question_secret(settings))
+    bot = Bot(uow, clock, policy, directories, keys=keys)
     return App(settings=settings, engine=engine, clock=clock, policy=policy, bot=bot,
                dispatcher=dispatcher, planner=planner, uow=uow, messengers=messengers)
 

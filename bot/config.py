@@ -181,6 +181,12 @@ class BotSettings(BaseModel):
     #: Days after a cohort is archived before its actions and check-in notes are deleted.
     retention_days: int = Field(default=90, ge=1, le=3650)
     questions_per_day: int = Field(default=5, ge=1, le=100)
+    #: The secret behind the keyed hashes of anonymous questions (bot/service/anonymity.py).
+    #: Keep it out of database backups; several instances must share it. Unset: read from
+    #: `question_secret_file`, else from a file beside the SQLite database (made on first
+    #: start, mode 0600), else (PostgreSQL) a new one each start.
+    question_secret: SecretStr | None = Field(default=None, min_length=16)
+    question_secret_file: str | None = None
 
     @field_validator("default_timezone")
     @classmethod

@@ -188,7 +188,7 @@ class ReturnQuestion(Command):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ReleaseQuestions(Command):
-    pass
+    confirm: bool = False  # post even fewer than the cohort's minimum batch
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -262,6 +262,15 @@ def _forget(a: Args) -> c.Command:
     return c.ForgetMe(confirmed=word == "confirm")
 
 
+def _release(a: Args) -> c.Command:
+    word = a.optional_word()
+    a.done()
+    if word not in (None, "confirm"):
+        raise a.fail(f"'{_short(word or '')}': type 'release confirm' to post even a small "
+                     "batch.")
+    return c.ReleaseQuestions(confirm=word == "confirm")
+
+
 def _prompt(a: Args) -> c.Command:
     attach = (a.peek() or "").lower() == "next"
     if attach:
@@ -437,8 +446,7 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("session", "add"), "<date> <time>", "add a one-off session", F, _add_session),
     Spec(("approve",), "<id>", "approve an anonymous question", F, _approve),
     Spec(("return",), "<id> [note]", "return an anonymous question to its author", F, _return),
-    Spec(("release",), "", "post the waiting anonymous questions now", F,
-         _no_args(c.ReleaseQuestions())),
+    Spec(("release",), "[confirm]", "post the waiting anonymous questions now", F, _release),
     Spec(("summary",), "", "the check-in summary for the next session so far", F,
          _no_args(c.ShowSummary())),
     Spec(("rotation", "assign"), "<role> @member [next|date]", "give a role to a member", F,

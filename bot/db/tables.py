@@ -86,6 +86,7 @@ cohorts = Table(
     Column("status", String(16), nullable=False),
     Column("archived_at", UTCDateTime),
     Column("question_seq", Integer, nullable=False),
+    Column("held_releases", Integer, nullable=False, server_default="0"),
     Column("planned_through", UTCDateTime),
     # A channel two workspaces share (Slack Connect) can hold a cohort of each.
     UniqueConstraint("tenant", "platform", "channel_id", name="uq_cohorts_channel"),
@@ -192,6 +193,8 @@ questions = Table(
     Column("number", Integer),
     Column("return_note", Text),
     Column("upvotes", Integer, nullable=False),
+    Column("vote_salt", String(64)),  # while upvotes are open: see bot/service/anonymity.py
+    Column("votes_until", UTCDateTime),
 )
 
 upvotes = Table(
@@ -201,13 +204,15 @@ upvotes = Table(
     UniqueConstraint("question_id", "voter_hash", name="uq_upvotes_once"),
 )
 
-# Rate limiting for questions: kept apart from them, keyed by a daily rotating secret.
-rate_keys = Table(
-    "rate_keys", metadata,
-    Column("day", String(10), primary_key=True),
-    Column("key", String(128), nullable=False),
+# Random salts for keyed hashes (bot/service/anonymity.py): useless without the operator's
+# secret, and deleted when their day is over.
+key_salts = Table(
+    "key_salts", metadata,
+    Column("scope", String(40), primary_key=True),
+    Column("salt", String(64), nullable=False),
 )
 
+# Questions asked per person and day, keyed by a hash only that day's key can make.
 rate_counts = Table(
     "rate_counts", metadata,
     Column("day", String(10), primary_key=True),
@@ -284,7 +289,7 @@ MAPPING: dict[type[Any], Table] = {
     m.ActionReview: action_reviews,
     m.Question: questions,
     m.Upvote: upvotes,
-    m.RateKey: rate_keys,
+    m.KeySalt: key_salts,
     m.RateCount: rate_counts,
     m.Notification: notifications,
     m.OutboxMessage: outbox,

@@ -477,6 +477,43 @@ class SqlUnitOfWork:
             execution_options={"synchronize_session": False})
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def unsee(self, event_id: str) -> None:
+        await self.s.execute(delete(t.seen_events).where(t.seen_events.c.event_id == event_id),
+                             execution_options={"synchronize_session": False})
+
+    async def salt(self, scope: str, fresh: str) -> str:
+        await self._insert_ignore(t.key_salts, {"scope": scope, "salt": fresh}, "scope")
+        found = await self.s.scalar(select(t.key_salts.c.salt)
+                                    .where(t.key_salts.c.scope == scope))
+        if found is None:
+            raise RuntimeError("a salt vanished while it was read")
+        return str(found)
+
+    async def count_question(self, day: str, key_hash: str, limit: int) -> bool:
+        c = t.rate_counts.c
+        ins = pg_insert if self._dialect() == "postgresql" else sqlite_insert
+        first = ins(t.rate_counts).values(day=day, key_hash=key_hash, count=1)
+        # One statement: two instances counting at once cannot both see room for one more.
+        stmt = first.on_conflict_do_update(
+            index_elements=["day", "key_hash"], set_={"count": c.count + 1},
+            where=c.count < limit).returning(c.count)
+        return limit > 0 and (await self.s.execute(stmt)).first() is not None
+
+    async def forget_question_keys(self, today: str, now: datetime) -> int:
+        q, s = t.questions.c, t.key_salts.c
+        removed = 0
+        for stmt in (
+            delete(t.key_salts).where(s.scope.like("day:%"), s.scope < f"day:{today}"),
+            delete(t.rate_counts).where(t.rate_counts.c.day < today),
+            delete(t.upvotes).where(t.upvotes.c.question_id.in_(
+                select(q.id).where(q.votes_until <= now))),
+            update(t.questions).where(q.votes_until <= now, q.vote_salt.is_not(None))
+            .values(vote_salt=None),
+        ):
+            result = await self.s.execute(stmt, execution_options={"synchronize_session": False})
+            removed += int(getattr(result, "rowcount", 0) or 0)
+        return removed
+
 
 Shape = tuple[tuple[str, str], ...]  # (column, "eq" | "in" | "null") per condition
 

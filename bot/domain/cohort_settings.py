@@ -36,6 +36,8 @@ class CohortSettings:
     nudge_lead_min: int = 24 * 60
     question_release: str = "batch"  # batch | immediate
     question_lead_min: int = 60
+    #: A scheduled batch is posted only with at least this many questions (cover in numbers).
+    min_batch: int = 2
     moderation: bool = False
     phases: tuple[tuple[str, int], ...] = DEFAULT_PHASES
 
@@ -86,6 +88,12 @@ def _bool(text: str) -> bool:
     raise UserError(f"'{text}' is not on or off.")
 
 
+def _batch(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 10:
+        raise UserError(f"'{text}' is not a number from 1 to 10.")
+    return int(text)
+
+
 def _phases(text: str) -> tuple[tuple[str, int], ...]:
     # "casting=5m, case report=10m, ..." keeps names readable and durations explicit.
     out: list[tuple[str, int]] = []
@@ -120,6 +128,8 @@ SETTING_KEYS: tuple[SettingKey, ...] = (
                "anonymous questions posted in a batch before the session, or immediately"),
     SettingKey("question-lead", "question_lead_min", _minutes,
                "how long before a session the question batch is released (e.g. 1h)"),
+    SettingKey("min-batch", "min_batch", _batch,
+               "the fewest questions a scheduled batch posts (fewer wait for the next one)"),
     SettingKey("moderation", "moderation", _bool,
                "on: a facilitator approves each anonymous question first"),
     SettingKey("phases", "phases", _phases,
@@ -134,6 +144,18 @@ def apply_setting(settings: CohortSettings, key: str, value: str) -> CohortSetti
         if spec.name == key.lower():
             return replace(settings, **{spec.field: spec.parse(value)})
     raise UserError(f"Unknown setting '{key}'. Settings: {', '.join(SETTING_NAMES)}.")
+
+
+def consequence(settings: CohortSettings, key: str) -> str | None:
+    """What a setting's new value costs, for the confirmation, when it weakens anonymity."""
+    if key == "question-release" and settings.question_release == "immediate":
+        return ("Each question is now posted the moment it is asked (or approved): anyone "
+                "watching the channel can match it to whoever was around then. Batches give "
+                "that cover back: 'question-release batch'.")
+    if key == "min-batch" and settings.min_batch == 1:
+        return ("A batch of one question gives its asker no cover: anyone can match it to "
+                "whoever was around when it was asked.")
+    return None
 
 
 def describe_setting(settings: CohortSettings, key: str) -> str:

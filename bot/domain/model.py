@@ -35,6 +35,8 @@ class Cohort:
     status: str = ACTIVE
     archived_at: datetime | None = None
     question_seq: int = 0
+    #: Scheduled question releases held back in a row for too few questions (`min_batch`).
+    held_releases: int = 0
     # Every notification due before this instant has been planned (None: nothing yet). After
     # downtime the planner starts from here, so what fell due meanwhile is sent late or
     # dropped as stale rather than silently skipped.
@@ -163,6 +165,10 @@ class Question:
     number: int | None = None  # "#N", given at release
     return_note: str | None = None
     upvotes: int = 0
+    #: While upvotes are open (from release to the end of the session it was released for):
+    #: the salt of its voters' keyed hashes. Cleared, with the upvote rows, once voting closes.
+    vote_salt: str | None = None
+    votes_until: datetime | None = None
     id: int = field(default=None)  # type: ignore[assignment]
 
 
@@ -174,9 +180,9 @@ class Upvote:
 
 
 @dataclass(kw_only=True, eq=False)
-class RateKey:
-    day: str
-    key: str
+class KeySalt:
+    scope: str  # "day:2026-12-07"
+    salt: str  # hex
 
 
 @dataclass(kw_only=True, eq=False)

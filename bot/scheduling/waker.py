@@ -2,7 +2,8 @@
 
 APScheduler holds in-memory jobs and nothing else: `wake` (a date trigger at the earliest
 pending `due_at`, re-armed after every run and every change), `sweep` (a short interval that
-runs anything missed) and `plan` (hourly: extends the planning horizon, purges expired data).
+runs anything missed) and `plan` (hourly, on the hour: extends the planning horizon, purges
+expired data).
 Jobs are derived from the database and rebuilt at start; nothing is pickled or persisted.
 """
 
@@ -14,6 +15,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -24,7 +26,6 @@ from bot.service.ports import Clock
 
 log = logging.getLogger(__name__)
 
-PLAN_SECONDS = 3600
 #: Rounds one wake-up runs back to back while something is due at once; then it lets the
 #: loop breathe for a second (a guard: each round normally leaves nothing due).
 MAX_ROUNDS = 50
@@ -49,7 +50,8 @@ class Waker:
                                 max_instances=1, coalesce=True)
         # Planning ahead is set-based but not free: hourly is plenty for a 14-day horizon
         # (every change re-plans its own cohort at once).
-        self._scheduler.add_job(self.plan, IntervalTrigger(seconds=PLAN_SECONDS), id="plan",
+        # On the hour, so that a day's question keys are gone as soon as it is over.
+        self._scheduler.add_job(self.plan, CronTrigger(minute=0, timezone="UTC"), id="plan",
                                 max_instances=1, coalesce=True)
         self._scheduler.start()
         await self.plan()

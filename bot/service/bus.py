@@ -20,6 +20,7 @@ from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ARCHIVED, Cohort, Member, Person
 from bot.domain.refs import UserRef
 from bot.service import actions, cohorts, people, questions, sessions
+from bot.service.anonymity import Keys
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
 from bot.service.context import Ctx, Handler, Known, admin_over
@@ -61,8 +62,11 @@ class Bot:
         policy: Policy,
         directories: dict[str, Directory] | None = None,
         on_change: Callable[[], None] | None = None,
+        *,
+        keys: Keys,
     ) -> None:
         self._uow = uow
+        self.keys = keys
         self._clock = clock
         self.policy = policy
         self._directories = directories or {}
@@ -130,10 +134,16 @@ class Bot:
         # whatever the outcome: the message itself would tie its sender to the question.
         secret = parsed.spec.secret
         started = time.perf_counter()
+        guard: str | None = None
         try:
+            if secret and inv.event_id is not None:
+                guard = await self._guard(inv.event_id)
+                if guard is None:
+                    metrics.COMMANDS.labels(platform, DUPLICATE).inc()
+                    return []
             async with self._uow() as uow:
-                if inv.event_id is not None and not await uow.seen(inv.event_id,
-                                                                   self._clock.now()):
+                if not secret and inv.event_id is not None and \
+                        not await uow.seen(inv.event_id, self._clock.now()):
                     metrics.COMMANDS.labels(platform, DUPLICATE).inc()
                     return []  # a platform redelivered an event we already handled
                 ctx = await self._context(uow, inv, parsed)
@@ -145,6 +155,8 @@ class Bot:
             return [error_reply(e.message, e.usage or parsed.spec.usage(word), withdraw=secret)]
         except Exception as e:
             ref = secrets.token_hex(4)
+            if guard is not None:
+                await self._unguard(guard)
             if self._uow.unavailable(e):
                 metrics.COMMANDS.labels(platform, UNAVAILABLE).inc()
                 log.warning("database unavailable ref=%s command=%r (%s)", ref,
@@ -165,10 +177,32 @@ class Bot:
         return [Reply(message=reply, private=not public, fleeting=parsed.spec.fleeting,
                       withdraw=parsed.spec.secret)]
 
+    async def _guard(self, event_id: str) -> str | None:
+        """Record a secret command's event, to drop its redeliveries, in a transaction of its
+        own (none shared with the question) and only as a keyed hash at the hour: nothing a
+        database reader can match to the platform's event or to the question's instant.
+        The guard, or None if the event was seen before."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            guard = "k:" + self.keys.digest(await self.keys.of_day(uow, now), event_id)
+            new = await uow.seen(guard, now.replace(minute=0, second=0, microsecond=0))
+            await uow.commit()
+        return guard if new else None
+
+    async def _unguard(self, guard: str) -> None:
+        """The command failed: let a redelivery run it."""
+        try:
+            async with self._uow() as uow:
+                await uow.unsee(guard)
+                await uow.commit()
+        except Exception as e:  # noqa: BLE001 - the failure itself is being reported
+            log.warning("could not release a redelivery guard (%s)", type(e).__name__)
+
     async def _context(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Ctx:
         directory = self.directory(inv.user.platform)
         spec = parsed.spec
-        ctx = Ctx(uow=uow, inv=inv, now=self._clock.now(), policy=self.policy,
+        ctx = Ctx(uow=uow, units=self._uow, keys=self.keys, inv=inv, now=self._clock.now(),
+                  policy=self.policy,
                   directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)))
         ctx.cohort_, ctx.member_, caller = await self._cohort(uow, inv, parsed)
         if ctx.cohort_ is not None:  # (the caller's settings came along)

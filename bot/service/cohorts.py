@@ -14,6 +14,7 @@ from bot.domain.cohort_settings import (
     SETTING_KEYS,
     CohortSettings,
     apply_setting,
+    consequence,
     describe_setting,
 )
 from bot.domain.errors import NotAllowed, UserError
@@ -276,7 +277,9 @@ async def set_option(ctx: Ctx, cmd: c.SetCohortOption) -> Message:
         raise ctx.fail(e.message) from None
     co.settings = new.to_json()
     await _replan(ctx, co)
-    return Message.of(f"{co.name}: {cmd.key} = {describe_setting(new, cmd.key)}.")
+    cost = consequence(new, cmd.key)
+    return Message.of(f"{co.name}: {cmd.key} = {describe_setting(new, cmd.key)}."
+                      + (f"\n{cost}" if cost else ""))
 
 
 async def change_status(ctx: Ctx, cmd: c.ChangeCohortStatus) -> Message:

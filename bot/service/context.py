@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,8 +19,9 @@ from bot.chat.message import Action, Message, Text
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
+from bot.service.anonymity import Keys
 from bot.service.api import Invocation, Policy
-from bot.service.ports import Directory, UnitOfWork
+from bot.service.ports import Directory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ class Known:
 @dataclass(kw_only=True)
 class Ctx:
     uow: UnitOfWork
+    #: Where a unit of work of its own comes from (see `apart`).
+    units: UnitOfWorkFactory
+    keys: Keys
     inv: Invocation
     now: datetime
     policy: Policy
@@ -45,6 +50,16 @@ class Ctx:
     queued: int = field(default=0)
     #: The caller's own settings, when they were read along with the cohort.
     caller: Known | None = None
+
+    @asynccontextmanager
+    async def apart(self) -> AsyncIterator[UnitOfWork]:
+        """A transaction of its own, committed before the command's writes begin: for a
+        write that must share no transaction (and so, on PostgreSQL, no `xmin`) with them.
+        Only before the command has written anything: what it read so far stays usable."""
+        await self.uow.commit()
+        async with self.units() as own:
+            yield own
+            await own.commit()
 
     @property
     def user(self) -> UserRef:

@@ -33,7 +33,7 @@ from bot.service.checkins import ANSWER_WORDS, open_actions, tally
 from bot.service.cohort_state import fix_cast, load_roster
 from bot.service.context import queue_message, zone_of
 from bot.service.ports import Directory, UnitOfWork
-from bot.service.questions import release_batch
+from bot.service.questions import scheduled_release
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ async def summary(f: Firing) -> None:
 
 
 async def release(f: Firing) -> None:
-    await release_batch(f.uow, f.cohort, f.now, key=f.notice.key, late=f.late)
+    await scheduled_release(f.uow, f.cohort, f.now, key=f.notice.key, late=f.late, cmd=f.cmd)
 
 
 async def prompt(f: Firing) -> None:

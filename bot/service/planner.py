@@ -244,12 +244,17 @@ class Planner:
 
     async def purge(self) -> int:
         """Delete actions and check-in notes of cohorts archived longer than the retention,
-        and the ids of inbound events older than any redelivery (`REDELIVERY_WINDOW`): kept
-        longer, they would only tell a database reader who sent what when."""
+        the ids of inbound events older than any redelivery (`REDELIVERY_WINDOW`): kept
+        longer, they would only tell a database reader who sent what when, and the question
+        keys whose day or voting window is over (bot/service/anonymity.py). Run hourly, on
+        the hour."""
         now = self._clock.now()
         removed = 0
         async with self._uow() as uow:
             await uow.forget_events(now - REDELIVERY_WINDOW)
+            # Past days' salts and counters, and the upvotes of closed votes: once they are
+            # gone, not even the operator's secret links a question or an upvote to anyone.
+            await uow.forget_question_keys(now.date().isoformat(), now)
             for cohort in await uow.find(Cohort, status=ARCHIVED):
                 if cohort.archived_at and cohort.archived_at + self._policy.retention <= now:
                     actions = await uow.find(Action, cohort_id=cohort.id)

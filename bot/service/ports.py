@@ -192,6 +192,25 @@ class UnitOfWork(Protocol):
         """Delete the event ids recorded before `before`; returns how many."""
         ...
 
+    async def unsee(self, event_id: str) -> None:
+        """Forget one recorded event id (its command failed: a redelivery may run it)."""
+        ...
+
+    async def salt(self, scope: str, fresh: str) -> str:
+        """The salt of `scope`, stored as `fresh` if it has none yet (atomic: every instance
+        gets the same one)."""
+        ...
+
+    async def count_question(self, day: str, key_hash: str, limit: int) -> bool:
+        """Count one question for `key_hash` on `day`, atomically; False (and nothing
+        counted) if it already has `limit`."""
+        ...
+
+    async def forget_question_keys(self, today: str, now: datetime) -> int:
+        """Delete the salts and counters of days before `today`, and the upvotes (and vote
+        salts) of questions whose voting closed before `now`; returns how many rows."""
+        ...
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...

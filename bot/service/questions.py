@@ -2,10 +2,15 @@
 
 The author is never stored, logged or shown. What the bot keeps:
 - the question row: cohort, text, a hash of the one-time code, a random review id and the
-  *day* it was asked — nothing that points at a person;
-- rate-limit counters keyed by HMAC(daily random key, user), in their own tables, with keys
-  rotated daily and old counters deleted;
-- upvotes keyed by HMAC(install key, question, user): duplicates are refused, voters unknown.
+  *day* it was asked — nothing that points at a person — inserted in a transaction that
+  writes nothing else;
+- a count of each person's questions that day, under a keyed hash only that day's key can
+  make, counted in a transaction of its own (bot/service/anonymity.py: the key needs the
+  operator's secret, and its salt is deleted when the day is over);
+- for each upvote, a keyed hash of the voter under the question's own salt, deleted with
+  the salt when voting closes (at the end of the session the question was released for).
+A batch is posted only when it holds at least `min_batch` questions: alone, a question is
+easy to match to whoever was around when it was asked.
 The author learns the outcome with their code (`question <code>`), never by identity lookup.
 Nothing in this module logs the caller.
 """
@@ -13,10 +18,10 @@ Nothing in this module logs the caller.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import random
 import secrets
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from bot.chat import commands as c
 from bot.chat.grammar import Role
@@ -24,13 +29,20 @@ from bot.chat.message import Action as Button
 from bot.chat.message import Message, Strong, Text, lines
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
-from bot.domain.model import Cohort, Question, RateCount, RateKey, Upvote
+from bot.domain.model import Cohort, Member, Question, Upvote
+from bot.domain.refs import UserRef
+from bot.service.anonymity import new_salt
 from bot.service.context import Ctx, Handler, queue_message
 from bot.service.ports import UnitOfWork
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 REVIEW_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-INSTALL_KEY_DAY = "install"
+#: Scheduled releases held back in a row (too few questions) before facilitators are told.
+HELD_NOTICE = 2
+#: How far ahead the session a question is released for is looked for, and how long voting
+#: stays open when there is none.
+VOTE_SEARCH = timedelta(days=60)
+VOTE_FALLBACK = timedelta(days=7)
 
 
 def _code() -> str:
@@ -43,35 +55,15 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(f"cohortbot-question:{normal}".encode()).hexdigest()
 
 
-async def _key(uow: UnitOfWork, day: str) -> str:
-    found = await uow.find(RateKey, day=day)
-    if found:
-        return found[0].key
-    key = secrets.token_hex(32)
-    uow.add(RateKey(day=day, key=key))
-    await uow.flush()
-    return key
-
-
-async def _check_rate(ctx: Ctx) -> None:
-    today = ctx.now.date().isoformat()
-    key = await _key(ctx.uow, today)
-    digest = hmac.new(key.encode(), str(ctx.user).encode(), hashlib.sha256).hexdigest()
-    # Yesterday's keys and counters are useless now; dropping them makes old hashes unlinkable.
-    for old in await ctx.uow.find(RateKey):
-        if old.day not in (today, INSTALL_KEY_DAY):
-            await ctx.uow.delete(old)
-    await ctx.uow.delete_where(RateCount, day=tuple(
-        d for d in {r.day for r in await ctx.uow.find(RateCount)} if d != today
-    ))
-    found = await ctx.uow.find(RateCount, day=today, key_hash=digest)
-    row = found[0] if found else RateCount(day=today, key_hash=digest)
-    if row.count >= ctx.policy.questions_per_day:
+async def _count(ctx: Ctx) -> None:
+    """One more question today for the caller, or a refusal at the day's limit."""
+    async with ctx.apart() as own:
+        who = ctx.keys.digest(await ctx.keys.of_day(own, ctx.now), str(ctx.user))
+        counted = await own.count_question(ctx.now.date().isoformat(), who,
+                                           ctx.policy.questions_per_day)
+    if not counted:
         raise UserError(f"You can ask at most {ctx.policy.questions_per_day} questions a day. "
                         "Try again tomorrow.")
-    row.count += 1
-    if not found:
-        ctx.uow.add(row)
 
 
 async def _review_id(uow: UnitOfWork) -> str:
@@ -88,24 +80,58 @@ def question_post(q: Question) -> Message:
     )
 
 
+async def _votes_until(uow: UnitOfWork, cohort: Cohort, now: datetime) -> datetime:
+    """When voting on a question released `now` closes: at the end of the session it is
+    released for (the first one not over yet), else a week on."""
+    for s in await uow.sessions_between(cohort.id, now - timedelta(days=1), now + VOTE_SEARCH):
+        end = s.starts_at + timedelta(minutes=s.duration_min)
+        if end > now:
+            return end
+    return now + VOTE_FALLBACK
+
+
 async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], now: datetime,
                    key: str, late: bool = False) -> int:
     # Random order, numbered in that order: neither the order nor the number tells when, or
     # in which sequence, the questions were asked.
     random.SystemRandom().shuffle(questions)
+    until = await _votes_until(uow, cohort, now) if questions else now
     for q in questions:
         cohort.question_seq += 1
         q.number = cohort.question_seq
         q.status = "released"
+        q.vote_salt, q.votes_until = new_salt(), until
         await queue_message(uow, question_post(q), now=now, cohort=cohort,
                             key=f"{key}:q{q.id}", late=late)
+    cohort.held_releases = 0
     return len(questions)
 
 
-async def release_batch(uow: UnitOfWork, cohort: Cohort, now: datetime, *, key: str,
-                        late: bool = False) -> int:
+async def scheduled_release(uow: UnitOfWork, cohort: Cohort, now: datetime, *, key: str,
+                            late: bool = False, cmd: Callable[[str], str]) -> int:
+    """The release before a session. It posts only a batch of at least `min_batch`; fewer
+    wait for the next one, and when that has happened `HELD_NOTICE` times in a row the
+    facilitators are told (with no count finer than "1" or "some")."""
     ready = await uow.find(Question, cohort_id=cohort.id, status="approved")
-    return await _release(uow, cohort, ready, now, key, late)
+    if len(ready) >= CohortSettings.from_json(cohort.settings).min_batch:
+        return await _release(uow, cohort, ready, now, key, late)
+    if not ready:
+        cohort.held_releases = 0
+        return 0
+    cohort.held_releases += 1
+    if cohort.held_releases == HELD_NOTICE:
+        waiting = "1 anonymous question is" if len(ready) == 1 else \
+            "Some anonymous questions are"
+        notice = Message.of(
+            f"{waiting} waiting in {cohort.name}, too few for a batch, so they have been held "
+            f"back twice: alone, a question is easy to match to whoever was around when it "
+            f"was asked. Post them anyway with {cmd('release confirm')}, or let them wait "
+            "for more.")
+        for m in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True,
+                                is_member=True):
+            await queue_message(uow, notice, now=now, cohort=cohort, key=f"{key}:held",
+                                user=UserRef(m.platform, m.user_id), late=late)
+    return 0
 
 
 async def ask_question(ctx: Ctx, cmd: c.AskQuestion) -> Message:
@@ -115,7 +141,7 @@ async def ask_question(ctx: Ctx, cmd: c.AskQuestion) -> Message:
         raise UserError(f"{cohort.name} is not linked to a channel yet, so questions have "
                         "nowhere to go.")
     settings = CohortSettings.from_json(cohort.settings)
-    await _check_rate(ctx)
+    await _count(ctx)
     code = _code()
     q = Question(
         cohort_id=cohort.id, text=cmd.text, code_hash=code_hash(code),
@@ -131,12 +157,12 @@ async def ask_question(ctx: Ctx, cmd: c.AskQuestion) -> Message:
         when = "It is being posted to the channel now."
     else:
         when = "It will be posted with the other questions before the next session, in " \
-               "random order."
+               "random order, and only with at least one other so that it does not stand alone."
     return Message.of(
         Strong("Your anonymous question is in."), f" {when}\nYour code: ", Strong(code),
         f"\nKeep it: {ctx.cmd('question ' + code)} shows what happened to it, "
-        f"{ctx.cmd('retract ' + code)} withdraws it. Nobody, not even the admins, can see who "
-        "asked.",
+        f"{ctx.cmd('retract ' + code)} withdraws it. The group, the facilitators and the "
+        "admins cannot see who asked, and the bot stores nothing that says it was you.",
     )
 
 
@@ -203,8 +229,10 @@ async def upvote(ctx: Ctx, cmd: c.Upvote) -> Message:
     if not found:
         raise ctx.fail(f"There is no anonymous question #{cmd.number} in {ctx.cohort.name}.")
     q = found[0]
-    key = await _key(ctx.uow, INSTALL_KEY_DAY)
-    voter = hmac.new(key.encode(), f"{q.id}:{ctx.user}".encode(), hashlib.sha256).hexdigest()
+    if q.vote_salt is None or q.votes_until is None or ctx.now >= q.votes_until:
+        raise UserError(f"Voting on #{q.number} has closed: it was open until the end of the "
+                        "session it was posted for.")
+    voter = ctx.keys.voter(q.vote_salt, str(ctx.user))
     if await ctx.uow.find(Upvote, question_id=q.id, voter_hash=voter):
         return Message.of(f"You already upvoted #{q.number}.")
     ctx.uow.add(Upvote(question_id=q.id, voter_hash=voter))
@@ -255,10 +283,19 @@ async def return_question(ctx: Ctx, cmd: c.ReturnQuestion) -> Message:
 async def release_now(ctx: Ctx, cmd: c.ReleaseQuestions) -> Message:
     if ctx.cohort.channel is None:
         raise UserError(f"{ctx.cohort.name} is not linked to a channel yet.")
-    n = await release_batch(ctx.uow, ctx.cohort, ctx.now,
-                            key=f"release:manual:{ctx.now.isoformat()}")
-    return Message.of(f"Released {n} question(s) in random order." if n else
-                      "No approved questions are waiting.")
+    ready = await ctx.uow.find(Question, cohort_id=ctx.cohort.id, status="approved")
+    if not ready:
+        return Message.of("No approved questions are waiting" +
+                          (", so there is nothing to confirm." if cmd.confirm else "."))
+    least = CohortSettings.from_json(ctx.cohort.settings).min_batch
+    if len(ready) < least and not cmd.confirm:
+        return Message.of(
+            f"Only {len(ready)} question(s) wait, fewer than the {least} a batch needs: alone, "
+            "a question is easy to match to whoever was around when it was asked. Post anyway "
+            f"with {ctx.cmd('release confirm')}, or wait for more.")
+    n = await _release(ctx.uow, ctx.cohort, ready, ctx.now,
+                       key=f"release:manual:{ctx.now.isoformat()}")
+    return Message.of(f"Released {n} question(s) in random order.")
 
 
 HANDLERS: dict[type[c.Command], Handler] = {
