@@ -154,7 +154,7 @@ class App:
                 await self.planner.plan_all()
                 next_plan = step + PLAN_EVERY
             if planning or step >= next_purge:
-                # (at midnight too: a day's question keys end with the day)
+                # (and at midnight: a day's question keys end with the day)
                 await self.planner.purge()
                 next_purge = _next_midnight(step)
 

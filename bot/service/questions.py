@@ -127,8 +127,7 @@ async def scheduled_release(uow: UnitOfWork, cohort: Cohort, now: datetime, *, k
             f"back twice: alone, a question is easy to match to whoever was around when it "
             f"was asked. Post them anyway with {cmd('release confirm')}, or let them wait "
             "for more.")
-        for m in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True,
-                                is_member=True):
+        for m in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
             await queue_message(uow, notice, now=now, cohort=cohort, key=f"{key}:held",
                                 user=UserRef(m.platform, m.user_id), late=late)
     return 0
