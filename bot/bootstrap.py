@@ -86,6 +86,25 @@ def _next_midnight(now: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+def restrict_files(settings: Settings) -> None:
+    """Make the SQLite database, its journal files and the question secret file readable by
+    the bot's user only, whatever mode an older version (or a copy) left them in. (New files
+    are made so by the process's umask.)"""
+    db = sqlite_path(settings.database.url)
+    suffixes = ("", "-wal", "-shm", ".secret", ".terminal-delivered")
+    paths = [db.with_name(db.name + suffix) for suffix in suffixes] if db else []
+    if settings.bot.question_secret_file:
+        paths.append(Path(settings.bot.question_secret_file))
+    for path in paths:
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("%s is readable by others and not ours to change", path)
+
+
 def question_secret(settings: Settings) -> bytes:
     """The secret behind anonymous questions' keyed hashes (see bot/service/anonymity.py):
     configured, else read from its file (made, mode 0600, on first start: beside the SQLite
@@ -171,6 +190,7 @@ def build(
     extra_admins: tuple[UserRef, ...] = (),
 ) -> App:
     quiet_libraries()
+    restrict_files(settings)
     engine = create_engine(settings.database.url)
     uow = SqlUnitOfWorkFactory(session_factory(engine))
     clock = clock or SystemClock()

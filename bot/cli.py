@@ -1,10 +1,12 @@
-"""The `cohortbot` command line: run, shell, migrate, check-config, slack-manifest."""
+"""The `cohortbot` command line: run, shell, migrate, check-config, export-person,
+slack-manifest."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -31,6 +33,9 @@ def _settings(ctx: click.Context) -> Settings:
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """cohortbot keeps peer-mentoring cohorts running on Slack, Matrix and the terminal."""
+    # Everything the bot writes (the database, its journal, the Matrix store, secrets) is for
+    # the bot's user alone.
+    os.umask(0o077)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 
@@ -46,6 +51,41 @@ def check_config(ctx: click.Context) -> None:
     click.echo(f"platforms: {', '.join(settings.enabled_platforms()) or 'terminal'}")
     click.echo(json.dumps(settings.redacted(), indent=2, default=str))
     click.echo("config OK")
+
+
+@main.command("export-person")
+@click.argument("person")
+@click.option("--tenant", default=None,
+              help="Only this tenant (e.g. slack:T0123); default: every tenant.")
+@click.pass_context
+def export_person(ctx: click.Context, person: str, tenant: str | None) -> None:
+    """Print, as JSON, everything the bot keeps about PERSON (platform:id, e.g.
+    slack:U0123 or matrix:@ana:example.org), for a subject-access request."""
+    import json
+
+    from bot.bootstrap import ensure_schema
+    from bot.db.engine import create_engine, session_factory
+    from bot.db.uow import SqlUnitOfWorkFactory
+    from bot.domain.refs import UserRef
+    from bot.service.mydata import personal_data
+
+    settings = _settings(ctx)
+    try:
+        user = UserRef.parse(person)
+    except ValueError:
+        raise click.BadParameter(f"{person!r} is not platform:id (e.g. slack:U0123)",
+                                 param_hint="PERSON") from None
+
+    async def read() -> dict[str, object]:
+        engine = create_engine(settings.database.url)
+        try:
+            async with SqlUnitOfWorkFactory(session_factory(engine))() as uow:
+                return await personal_data(uow, user, tenant)
+        finally:
+            await engine.dispose()
+
+    ensure_schema(settings.database.url)
+    click.echo(json.dumps(asyncio.run(read()), indent=2, ensure_ascii=False))
 
 
 @main.command()

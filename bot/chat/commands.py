@@ -127,6 +127,11 @@ class SetTimezone(Command):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MyData(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ForgetMe(Command):
     confirmed: bool
 

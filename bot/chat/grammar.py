@@ -433,6 +433,8 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("retract",), "<code>", "withdraw a question you asked, with its code", ANY,
          lambda a: c.Retract(code=a.rest("code", limit=40)), needs_cohort=False, secret=True),
     Spec(("tz",), "[Area/City]", "show or set your time zone", ANY, _tz, needs_cohort=False),
+    Spec(("my-data",), "", "what the bot keeps about you", ANY, _no_args(c.MyData()),
+         needs_cohort=False),
     Spec(("forget-me",), "[confirm]", "delete everything the bot keeps about you", ANY,
          _forget, needs_cohort=False),
     Spec(("prompt",), "[next] <text>", "post a prompt now, or at the start of the next session",

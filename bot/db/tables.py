@@ -255,6 +255,9 @@ outbox = Table(
     Column("platform_message_id", String(255)),
     Column("error", String(300)),
     Index("ix_outbox_pending_due", "status", "due_at"),
+    # A message carries its id to the platform (the send's transaction id): an id must never
+    # come back after its row was pruned, or a new message could pass for an old one.
+    sqlite_autoincrement=True,
 )
 
 seen_events = Table(

@@ -499,6 +499,26 @@ class SqlUnitOfWork:
             where=c.count < limit).returning(c.count)
         return limit > 0 and (await self.s.execute(stmt)).first() is not None
 
+    async def forget_sent(self, before: datetime) -> int:
+        o = t.outbox.c
+        result = await self.s.execute(
+            delete(t.outbox).where(o.status != PENDING,
+                                   func.coalesce(o.sent_at, o.created_at) < before),
+            execution_options={"synchronize_session": False})
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def forget_messages(self, user: UserRef, tenant: str) -> int:
+        o = t.outbox.c
+        mentioned = f'"{user}"'  # a mention in a stored body: {"m": "platform:id"}
+        result = await self.s.execute(
+            delete(t.outbox).where(
+                or_(o.tenant == tenant, o.tenant.is_(None)),
+                or_(and_(o.direct.is_(True), o.platform == user.platform,
+                         o.target == user.id),
+                    cast(o.body, Text).contains(mentioned, autoescape=True))),
+            execution_options={"synchronize_session": False})
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def forget_question_keys(self, today: str, now: datetime) -> int:
         q, s = t.questions.c, t.key_salts.c
         removed = 0
@@ -640,6 +660,14 @@ class SqlUnitOfWorkFactory:
 
     def unavailable(self, error: BaseException) -> bool:
         return storage_unavailable(error)
+
+    async def checkpoint(self) -> None:
+        async with self._factory() as session:
+            bind = session.bind
+            if bind is None or bind.dialect.name != "sqlite":
+                return
+            conn = await session.connection()
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def storage_unavailable(error: BaseException) -> bool:

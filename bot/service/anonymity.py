@@ -9,7 +9,8 @@ person (or event) and tells nobody who it was: HMAC-SHA256(key, what), where
 - the secret is the operator's (`[bot] question_secret`, or its file) and never stored in
   the database;
 - the salt is random and stored in the database: one per UTC day for the question cap and
-  the redelivery guard (`key_salts`), one per released question for its upvotes
+  the redelivery guard of every command (`key_salts`), one per released question for its
+  upvotes
   (`questions.vote_salt`). It is deleted when the day is over, or when the question's voting
   window closes (`Planner.purge`).
 
@@ -43,6 +44,7 @@ class Keys:
         if len(secret) < 16:
             raise ValueError("the question secret must be at least 16 bytes")
         self._secret = secret
+        self._today: tuple[date, bytes] | None = None  # (every command needs it)
 
     def key(self, salt: str) -> bytes:
         return hmac.new(self._secret, bytes.fromhex(salt), hashlib.sha256).digest()
@@ -53,7 +55,14 @@ class Keys:
 
     async def of_day(self, uow: UnitOfWork, now: datetime) -> bytes:
         """The key of `now`'s UTC day, shared by every instance (the first makes its salt)."""
-        return self.key(await uow.salt(day_scope(now.date()), new_salt()))
+        day = now.date()
+        if self._today is None or self._today[0] != day:
+            self._today = (day, self.key(await uow.salt(day_scope(day), new_salt())))
+        return self._today[1]
+
+    async def event(self, uow: UnitOfWork, now: datetime, event_id: str) -> str:
+        """What the redelivery guard records of a platform event: nothing that names it."""
+        return "k:" + self.digest(await self.of_day(uow, now), event_id)
 
     def voter(self, vote_salt: str, who: str) -> str:
         return self.digest(self.key(vote_salt), who)

@@ -19,7 +19,7 @@ from bot.chat.message import Message
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ARCHIVED, Cohort, Member, Person
 from bot.domain.refs import UserRef
-from bot.service import actions, cohorts, people, questions, sessions
+from bot.service import actions, cohorts, mydata, people, questions, sessions
 from bot.service.anonymity import Keys
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
@@ -38,6 +38,7 @@ HANDLERS: dict[type[c.Command], Handler] = {
     **actions.HANDLERS,
     **questions.HANDLERS,
     **cohorts.HANDLERS,
+    **mydata.HANDLERS,
 }
 
 
@@ -142,14 +143,17 @@ class Bot:
                     metrics.COMMANDS.labels(platform, DUPLICATE).inc()
                     return []
             async with self._uow() as uow:
-                if not secret and inv.event_id is not None and \
-                        not await uow.seen(inv.event_id, self._clock.now()):
+                if not secret and inv.event_id is not None and not await uow.seen(
+                        await self.keys.event(uow, self._clock.now(), inv.event_id),
+                        self._clock.now()):
                     metrics.COMMANDS.labels(platform, DUPLICATE).inc()
                     return []  # a platform redelivered an event we already handled
                 ctx = await self._context(uow, inv, parsed)
                 reply = await HANDLERS[type(parsed.command)](ctx, parsed.command)
                 await uow.commit()
                 changed = uow.schedule_changed
+            if ctx.erased:
+                await self._uow.checkpoint()
         except UserError as e:
             metrics.COMMANDS.labels(platform, REFUSED).inc()
             return [error_reply(e.message, e.usage or parsed.spec.usage(word), withdraw=secret)]
@@ -184,7 +188,7 @@ class Bot:
         The guard, or None if the event was seen before."""
         now = self._clock.now()
         async with self._uow() as uow:
-            guard = "k:" + self.keys.digest(await self.keys.of_day(uow, now), event_id)
+            guard = await self.keys.event(uow, now, event_id)
             new = await uow.seen(guard, now.replace(minute=0, second=0, microsecond=0))
             await uow.commit()
         return guard if new else None

@@ -50,6 +50,9 @@ class Ctx:
     queued: int = field(default=0)
     #: The caller's own settings, when they were read along with the cohort.
     caller: Known | None = None
+    #: The command deleted personal text: once committed, the database is asked to let it
+    #: leave its files at once (`UnitOfWorkFactory.checkpoint`).
+    erased: bool = False
 
     @asynccontextmanager
     async def apart(self) -> AsyncIterator[UnitOfWork]:

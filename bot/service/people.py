@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 from bot.chat import commands as c
 from bot.chat.grammar import find_specs, help_lines
 from bot.chat.message import Message, lines
-from bot.domain.model import Member, Person, Swap
+from bot.domain.model import Cohort, Member, Person, Question, RateCount, Swap, Upvote
+from bot.domain.refs import UserRef
 from bot.domain.timeparse import parse_zone
-from bot.service.context import Ctx, Handler, person_of
+from bot.service.context import Ctx, Handler, person_of, queue_message
 
 
 async def show_help(ctx: Ctx, cmd: c.Help) -> Message:
@@ -43,21 +46,49 @@ async def set_timezone(ctx: Ctx, cmd: c.SetTimezone) -> Message:
 
 async def forget_me(ctx: Ctx, cmd: c.ForgetMe) -> Message:
     # This tenant's memberships: the same id in another workspace is another person.
-    memberships = [m for _, m in await ctx.uow.memberships(ctx.user, ctx.tenant)]
+    mine = await ctx.uow.memberships(ctx.user, ctx.tenant)
     if not cmd.confirmed:
         return Message.of(
-            f"This deletes your memberships ({len(memberships)}), roles, absences, actions, "
-            "check-in answers and time zone. Anonymous questions were never linked to you and "
-            f"stay. Type {ctx.cmd('forget-me confirm')} to go ahead."
+            f"This deletes your memberships ({len(mine)}), roles, absences, actions, "
+            "check-in answers, time zone and every message the bot still holds for you or "
+            "about you. Anonymous questions were never linked to you and stay. Type "
+            f"{ctx.cmd('forget-me confirm')} to go ahead."
         )
-    ids = tuple(m.id for m in memberships)
+    ids = tuple(m.id for _, m in mine)
     if ids:
         await ctx.uow.delete_where(Swap, from_member=ids)
         await ctx.uow.delete_where(Swap, to_member=ids)
+        await _forget_votes(ctx, [co for co, _ in mine])
         await ctx.uow.delete_where(Member, id=ids)  # cascades to actions, roles, absences
     await ctx.uow.delete_where(Person, tenant=ctx.tenant, platform=ctx.user.platform,
                                user_id=ctx.user.id)
+    day = ctx.now.date().isoformat()
+    await ctx.uow.delete_where(RateCount, day=day, key_hash=ctx.keys.digest(
+        await ctx.keys.of_day(ctx.uow, ctx.now), str(ctx.user)))
+    await ctx.uow.forget_messages(ctx.user, ctx.tenant)
+    ctx.erased = True
+    for cohort in {co.id: co for co, _ in mine}.values():
+        await _tell_facilitators(ctx, cohort)
     return Message.of("Done: everything the bot kept about you is deleted.")
+
+
+async def _forget_votes(ctx: Ctx, cohorts: list[Cohort]) -> None:
+    """The caller's upvote records on questions still open for voting (the counts stay)."""
+    for cohort in {co.id: co for co in cohorts}.values():
+        for q in await ctx.uow.find(Question, cohort_id=cohort.id, status="released"):
+            if q.vote_salt is not None:
+                await ctx.uow.delete_where(Upvote, question_id=q.id,
+                                           voter_hash=ctx.keys.voter(q.vote_salt, str(ctx.user)))
+
+
+async def _tell_facilitators(ctx: Ctx, cohort: Cohort) -> None:
+    """A notice that names no one: the rotation and the roster changed."""
+    notice = Message.of(f"A member left {cohort.name} and had their data deleted. The "
+                        "rotation goes on without them.")
+    key = f"forget:{uuid.uuid4().hex}"
+    for f in await ctx.uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
+        await queue_message(ctx.uow, notice, now=ctx.now, cohort=cohort, key=key,
+                            user=UserRef(f.platform, f.user_id))
 
 
 HANDLERS: dict[type[c.Command], Handler] = {

@@ -29,6 +29,8 @@ from bot.domain.model import (
     ActionReview,
     Cohort,
     Notification,
+    OutboxMessage,
+    Question,
     Session,
 )
 from bot.domain.planning import (
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 #: How long an inbound event id is kept to drop a redelivery: Slack retries for minutes,
 #: a Matrix sync replays at most a minute; a day covers both with room to spare.
 REDELIVERY_WINDOW = timedelta(days=1)
+#: How long a message's text is kept after it was sent (or given up): long enough to look
+#: into a complaint about it, not longer.
+SENT_KEPT = timedelta(hours=23)
 
 PLAN_CHUNK = 2000  # cohorts per transaction
 LOOK_BACK = timedelta(days=1)  # a session under way may still owe its summary
@@ -243,25 +248,39 @@ class Planner:
             after = targets[-1].id
 
     async def purge(self) -> int:
-        """Delete actions and check-in notes of cohorts archived longer than the retention,
-        the ids of inbound events older than any redelivery (`REDELIVERY_WINDOW`): kept
-        longer, they would only tell a database reader who sent what when, and the question
-        keys whose day or voting window is over (bot/service/anonymity.py). Run hourly, on
-        the hour."""
+        """Delete what is kept no longer than it is needed; returns how many rows went. Run
+        hourly, on the hour.
+
+        - the ids of inbound events, once no redelivery can come (`REDELIVERY_WINDOW`);
+        - question keys whose day or voting window is over (bot/service/anonymity.py): once
+          they are gone, not even the operator's secret links a question or upvote to anyone;
+        - messages sent (or given up) more than `SENT_KEPT` ago: their text is delivered;
+        - of cohorts archived longer than the retention: actions, check-in notes, questions,
+          messages and planned notices.
+        """
         now = self._clock.now()
         removed = 0
         async with self._uow() as uow:
-            await uow.forget_events(now - REDELIVERY_WINDOW)
-            # Past days' salts and counters, and the upvotes of closed votes: once they are
-            # gone, not even the operator's secret links a question or an upvote to anyone.
-            await uow.forget_question_keys(now.date().isoformat(), now)
+            removed += await uow.forget_events(now - REDELIVERY_WINDOW)
+            removed += await uow.forget_question_keys(now.date().isoformat(), now)
+            removed += await uow.forget_sent(now - SENT_KEPT)
             for cohort in await uow.find(Cohort, status=ARCHIVED):
                 if cohort.archived_at and cohort.archived_at + self._policy.retention <= now:
-                    actions = await uow.find(Action, cohort_id=cohort.id)
-                    if actions:
-                        await uow.delete_where(ActionReview, action_id=tuple(a.id for a in actions))
-                        removed += await uow.delete_where(Action, cohort_id=cohort.id)
+                    removed += await self._expire(uow, cohort)
             await uow.commit()
         if removed:
-            log.info("purged %d actions of archived cohorts", removed)
+            await self._uow.checkpoint()
+            log.debug("purged %d expired rows", removed)
+        return removed
+
+    @staticmethod
+    async def _expire(uow: UnitOfWork, cohort: Cohort) -> int:
+        actions = await uow.find(Action, cohort_id=cohort.id)
+        removed = 0
+        if actions:
+            removed += await uow.delete_where(ActionReview, action_id=tuple(a.id for a in actions))
+            removed += await uow.delete_where(Action, cohort_id=cohort.id)
+        removed += await uow.delete_where(Question, cohort_id=cohort.id)  # (upvotes cascade)
+        removed += await uow.delete_where(OutboxMessage, cohort_id=cohort.id)
+        removed += await uow.delete_where(Notification, cohort_id=cohort.id)
         return removed

@@ -206,6 +206,15 @@ class UnitOfWork(Protocol):
         counted) if it already has `limit`."""
         ...
 
+    async def forget_sent(self, before: datetime) -> int:
+        """Delete messages sent, failed or dropped before `before`; returns how many."""
+        ...
+
+    async def forget_messages(self, user: UserRef, tenant: str) -> int:
+        """Delete every queued or sent message addressed to `user` in `tenant`, or naming
+        them; returns how many."""
+        ...
+
     async def forget_question_keys(self, today: str, now: datetime) -> int:
         """Delete the salts and counters of days before `today`, and the upvotes (and vote
         salts) of questions whose voting closed before `now`; returns how many rows."""
@@ -218,6 +227,12 @@ class UnitOfWorkFactory(Protocol):
     def unavailable(self, error: BaseException) -> bool:
         """Whether `error` means the database cannot be reached or used just now (down,
         connection lost, locked by another writer), as opposed to a bug."""
+        ...
+
+    async def checkpoint(self) -> None:
+        """Let deleted rows leave the database's files now, where the database allows it
+        (SQLite: fold the write-ahead log into the main file, which `secure_delete` zeroes,
+        and truncate it). PostgreSQL needs VACUUM, which the operator schedules."""
         ...
 
 

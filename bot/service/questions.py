@@ -194,6 +194,7 @@ async def retract(ctx: Ctx, cmd: c.Retract) -> Message:
         raise UserError("That question was already withdrawn.")
     q.status = "retracted"
     q.text = ""  # nothing left to keep
+    ctx.erased = True
     return Message.of("Your question is withdrawn and its text deleted.")
 
 
