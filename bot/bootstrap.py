@@ -236,9 +236,23 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
                 messengers={p.name: p.messenger for p in platforms},
                 directories={p.name: p.directory for p in platforms})
     if settings.slack.oauth:
-        from bot.db.slack_installations import SqlSlackInstallations
+        from bot.db.slack_installations import (
+            SqlSlackInstallations,
+            TokenCipher,
+            TokenKeyError,
+        )
 
-        installations = SqlSlackInstallations(session_factory(app.engine))
+        key = settings.slack.token_key
+        if key is None:  # (the config refuses OAuth without one)
+            raise ConfigError("slack.token_key is required with slack.client_id")
+        installations = SqlSlackInstallations(session_factory(app.engine),
+                                              TokenCipher(key.get_secret_value()))
+        try:
+            if resealed := await installations.reseal():
+                log.info("sealed %d Slack token(s) with the first slack.token_key", resealed)
+        except TokenKeyError as e:
+            await app.close()
+            raise ConfigError(str(e)) from None
         for platform in platforms:
             use = getattr(platform, "use_installations", None)
             if callable(use):

@@ -196,7 +196,19 @@ def run(ctx: click.Context) -> None:
                            channel=settings.terminal.channel, simulated=False, start=None,
                            keep_running=True))
         return
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except ConfigError as e:  # found only once the database could be read
+        click.echo(str(e), err=True)
+        sys.exit(2)
+
+
+@main.command("new-key")
+def new_key() -> None:
+    """Print a fresh random key for slack.token_key or matrix.store_key."""
+    from bot.db.slack_installations import new_token_key
+
+    click.echo(new_token_key())
 
 
 @main.command("slack-manifest")

@@ -264,6 +264,24 @@ def _check_http_url(value: str | None) -> str | None:
     return value
 
 
+def _check_fernet_keys(keys: str) -> None:
+    """Each comma-separated key must be a Fernet key (what `cohortbot new-key` prints)."""
+    try:
+        from cryptography.fernet import Fernet
+    except ImportError:
+        raise ValueError("needs the 'cryptography' package (pip install 'cohortbot[slack]')"
+                         ) from None
+    parts = [k.strip() for k in keys.split(",") if k.strip()]
+    if not parts:
+        raise ValueError("is empty (make a key with 'cohortbot new-key')")
+    for part in parts:
+        try:
+            Fernet(part.encode())
+        except (ValueError, TypeError):
+            raise ValueError("is not a key made by 'cohortbot new-key' (32 random bytes, "
+                             "url-safe base64)") from None
+
+
 class SlackSettings(BaseModel):
     model_config = _SECTION_CONFIG
 
@@ -278,6 +296,16 @@ class SlackSettings(BaseModel):
     client_id: SecretStr | None = None
     client_secret: SecretStr | None = None
     state_secret: SecretStr | None = None
+    #: Seals the OAuth installs' bot tokens in the database (Fernet; `cohortbot new-key`
+    #: makes one). Several, comma-separated, while rotating: the first seals, any opens.
+    token_key: SecretStr | None = None
+
+    @field_validator("token_key")
+    @classmethod
+    def _check_token_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_fernet_keys(value.get_secret_value())
+        return value
 
     @field_validator("bot_token")
     @classmethod
@@ -307,6 +335,12 @@ class SlackSettings(BaseModel):
             raise _rule("client_secret", "required when slack.client_id is set")
         if self.client_secret is not None and self.client_id is None:
             raise _rule("client_id", "required when slack.client_secret is set")
+        if self.oauth and self.token_key is None:
+            raise _rule(
+                "token_key",
+                "required when slack.client_id is set: installs' tokens are stored sealed "
+                f"with it (make one with 'cohortbot new-key'; set it in the file or "
+                f"{_env_name('slack.token_key')})")
         if not self.enabled:
             return self
         if self.bot_token is None and not self.oauth:

@@ -57,6 +57,7 @@ EXAMPLES: dict[str, str] = {
     "upvote": "1",
     "retract": "ABCD-EFGH-JKLM",
     "tz": "Europe/Berlin",
+    "my-data": "",
     "forget-me": "confirm",
     "prompt": "What surprised you this week?",
     "session start": "",

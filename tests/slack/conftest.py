@@ -237,6 +237,10 @@ class OAuthBot:
         return {c.token or "" for c in self.fake.calls_to(method) if where(c.params)}
 
 
+#: Seals the installs' tokens in the tests' databases (made by `cohortbot new-key`).
+TOKEN_KEY = "q0bX3kT2l9sLwq0nR8m6Jc1Yb4Vd7Hf2Ue5Kp8Zs3Ao="
+
+
 def oauth_environ(fake: FakeSlack, url: str, *, mode: str) -> dict[str, str]:
     """The settings of OAuth installs (no bot token); the main workspace's admin is the
     configured one, named with their workspace."""
@@ -244,7 +248,8 @@ def oauth_environ(fake: FakeSlack, url: str, *, mode: str) -> dict[str, str]:
                         admins=(f"slack:{WORKSPACE.team_id}:{WORKSPACE.admin}",))
     del env["COHORTBOT_SLACK__BOT_TOKEN"]
     return env | {"COHORTBOT_SLACK__CLIENT_ID": CLIENT_ID,
-                  "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET}
+                  "COHORTBOT_SLACK__CLIENT_SECRET": CLIENT_SECRET,
+                  "COHORTBOT_SLACK__TOKEN_KEY": TOKEN_KEY}
 
 
 @pytest.fixture

@@ -9,12 +9,15 @@ token; uninstalling one removes its installation and stops serving it, while the
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -23,20 +26,29 @@ from adapters.slack.workspaces import BoltInstallationStore, ManyWorkspaces
 from bot.bootstrap import build, ensure_schema
 from bot.config import load_settings
 from bot.db.engine import create_engine, session_factory
-from bot.db.slack_installations import SqlSlackInstallations
+from bot.db.slack_installations import (
+    SqlSlackInstallations,
+    TokenCipher,
+    TokenKeyError,
+    new_token_key,
+)
 from bot.scheduling.clock import SimulatedClock
 from bot.service.ports import DeliveryError, SlackInstallation
+from tests.e2e.conftest import COHORTBOT
 from tests.slack.conftest import (
     BETA,
     BETA_ADMIN,
     BETA_BOT,
     BETA_CHANNEL,
     START,
+    TOKEN_KEY,
     OAuthBot,
     oauth_environ,
 )
 from tests.support.slack import WORKSPACE as W
 from tests.support.slack import FakeSlack, post_signed
+
+CIPHER = TokenCipher(TOKEN_KEY)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning")  # slack_sdk's oauth.v2.access call
@@ -100,7 +112,7 @@ async def test_two_workspaces_install_are_served_with_their_own_tokens_and_unins
 @pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_installation_store_contract(db_url: str) -> None:
     engine = create_engine(db_url)
-    store = SqlSlackInstallations(session_factory(engine))
+    store = SqlSlackInstallations(session_factory(engine), CIPHER)
     at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
     def inst(team: str | None, token: str, enterprise: str | None = None
@@ -136,7 +148,7 @@ async def test_tenants_route_tokens_after_a_restart_and_fail_for_good_when_unins
     url = f"sqlite+aiosqlite:///{tmp_path / 'route.db'}"
     ensure_schema(url)
     engine = create_engine(url)
-    store = SqlSlackInstallations(session_factory(engine))
+    store = SqlSlackInstallations(session_factory(engine), CIPHER)
     made: list[str] = []
 
     def make(token: str) -> AsyncWebClient:
@@ -183,7 +195,7 @@ async def test_socket_mode_serves_only_the_install_pages_over_http(
     settings = load_settings(empty, environ=env)
     engine = create_engine(url)
     platform = SlackPlatform(settings.slack,
-                             installations=SqlSlackInstallations(session_factory(engine)))
+                             installations=SqlSlackInstallations(session_factory(engine), CIPHER))
     app = build(settings, clock=SimulatedClock(START), messengers={"slack": platform.messenger})
     await platform.start(app.bot)
     try:
@@ -199,3 +211,78 @@ async def test_socket_mode_serves_only_the_install_pages_over_http(
         await platform.stop()
         await app.close()
         await engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_tokens_are_sealed_at_rest_and_their_key_rotates(db_url: str) -> None:
+    """Someone holding the database finds no token; an older plain row is sealed at start;
+    a new key put first re-seals everything, and then the old key can go."""
+    engine = create_engine(db_url)
+    at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    plain = "xoxb-0123456789-alpha-token"
+    old_key, new_key = TOKEN_KEY, new_token_key()
+
+    async def stored() -> list[str]:
+        async with engine.connect() as conn:
+            return [str(v) for (v,) in await conn.execute(sa.text(
+                "SELECT bot_token FROM slack_installations ORDER BY team_id"))]
+
+    try:
+        store = SqlSlackInstallations(session_factory(engine), TokenCipher(old_key))
+        await store.save(SlackInstallation(
+            enterprise_id=None, team_id="T1", bot_token=plain, bot_user_id="UB", bot_id="BB",
+            installer_user_id="UI", scopes=("commands",), installed_at=at))
+        assert [s[:7] for s in await stored()] == ["fernet:"]
+        assert not any(plain in s for s in await stored())
+        async with engine.begin() as conn:  # a row an older version stored in the clear
+            await conn.execute(sa.text(
+                "INSERT INTO slack_installations VALUES ('', 'T2', 'xoxb-legacy-beta', 'UB2', "
+                "'BB2', 'UI2', 'commands', :at)"), {"at": at})
+        assert await store.reseal() == 1
+        assert not any("xoxb-" in s for s in await stored())
+        beta = await store.find(enterprise_id=None, team_id="T2")
+        assert beta is not None and beta.bot_token == "xoxb-legacy-beta"
+
+        rotating = SqlSlackInstallations(session_factory(engine),
+                                         TokenCipher(f"{new_key},{old_key}"))
+        assert await rotating.reseal() == 2
+        assert await rotating.reseal() == 0
+        rotated = SqlSlackInstallations(session_factory(engine), TokenCipher(new_key))
+        alpha = await rotated.find(enterprise_id=None, team_id="T1")
+        assert alpha is not None and alpha.bot_token == plain
+        with pytest.raises(TokenKeyError, match="COHORTBOT_SLACK__TOKEN_KEY=new,old"):
+            await store.find(enterprise_id=None, team_id="T1")  # the old key alone: no more
+    finally:
+        await engine.dispose()
+
+
+def test_start_up_stops_on_a_missing_or_wrong_token_key(tmp_path: Path) -> None:
+    db = tmp_path / "cohortbot.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    ensure_schema(url)
+    sealed = TokenCipher(new_token_key()).seal("xoxb-sealed-with-another-key")
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO slack_installations VALUES ('', 'T1', :t, 'UB', "
+                             "'BB', 'UI', 'commands', '2026-11-30 09:00:00')"), {"t": sealed})
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COHORTBOT_")} | {
+        "COHORTBOT_DATABASE__URL": url, "COHORTBOT_SLACK__ENABLED": "true",
+        "COHORTBOT_SLACK__MODE": "socket", "COHORTBOT_SLACK__APP_TOKEN": "xapp-1-test",
+        "COHORTBOT_SLACK__API_BASE_URL": "http://127.0.0.1:9/",
+        "COHORTBOT_SLACK__CLIENT_ID": "1.2", "COHORTBOT_SLACK__CLIENT_SECRET": "cs"}
+    for command in ("run", "check-config"):
+        missing = subprocess.run([COHORTBOT, command], env=env, capture_output=True, text=True,
+                                 cwd=tmp_path, timeout=60)
+        assert missing.returncode == 2
+        assert missing.stderr.strip().splitlines() == [
+            "config error: slack.token_key: required when slack.client_id is set: installs' "
+            "tokens are stored sealed with it (make one with 'cohortbot new-key'; set it in "
+            "the file or COHORTBOT_SLACK__TOKEN_KEY)"]
+    wrong = subprocess.run([COHORTBOT, "run"], env=env | {"COHORTBOT_SLACK__TOKEN_KEY": TOKEN_KEY},
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "slack.token_key cannot read a stored Slack token: keep the key it was sealed with "
+        "after the new one (COHORTBOT_SLACK__TOKEN_KEY=new,old)")
+    assert "Traceback" not in wrong.stderr

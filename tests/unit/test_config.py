@@ -371,7 +371,8 @@ def test_unknown_admin_platform(tmp_path: Path) -> None:
     assert str(err).startswith("config error: bot.admins[0]: unknown platform 'discord'")
 
 
-OAUTH = ("[slack]\nclient_id = '1.2'\nclient_secret = 'sh'\n")
+TOKEN_KEY = "q0bX3kT2l9sLwq0nR8m6Jc1Yb4Vd7Hf2Ue5Kp8Zs3Ao="
+OAUTH = (f"[slack]\nclient_id = '1.2'\nclient_secret = 'sh'\ntoken_key = '{TOKEN_KEY}'\n")
 
 
 def test_with_oauth_installs_a_slack_admin_names_the_workspace(tmp_path: Path) -> None:
@@ -495,10 +496,23 @@ def test_slack_oauth_replaces_bot_token() -> None:
             "COHORTBOT_SLACK__SIGNING_SECRET": PLAIN_SECRET,
             "COHORTBOT_SLACK__CLIENT_ID": "123.456",
             "COHORTBOT_SLACK__CLIENT_SECRET": PLAIN_SECRET,
+            "COHORTBOT_SLACK__TOKEN_KEY": TOKEN_KEY,
         }
     )
     assert s.slack.bot_token is None
     assert s.slack.oauth is True
+
+
+def test_slack_oauth_needs_a_token_key_named_with_its_variable() -> None:
+    err = config_error(environ={"COHORTBOT_SLACK__CLIENT_ID": "1.2",
+                                "COHORTBOT_SLACK__CLIENT_SECRET": PLAIN_SECRET})
+    assert str(err).startswith("config error: slack.token_key: required when slack.client_id "
+                               "is set")
+    assert "COHORTBOT_SLACK__TOKEN_KEY" in str(err) and "cohortbot new-key" in str(err)
+    err = config_error(environ={"COHORTBOT_SLACK__TOKEN_KEY": "not-a-key"})
+    assert str(err).startswith("config error: slack.token_key: is not a key made by "
+                               "'cohortbot new-key'")
+    assert "not-a-key" not in str(err)
 
 
 def test_slack_client_id_needs_client_secret() -> None:
@@ -568,6 +582,7 @@ def _all_secrets_env() -> dict[str, str]:
         "COHORTBOT_SLACK__CLIENT_ID": PLAIN_SECRET + "-id",
         "COHORTBOT_SLACK__CLIENT_SECRET": PLAIN_SECRET + "-cs",
         "COHORTBOT_SLACK__STATE_SECRET": PLAIN_SECRET + "-ss",
+        "COHORTBOT_SLACK__TOKEN_KEY": TOKEN_KEY,
         "COHORTBOT_MATRIX__ENABLED": "true",
         "COHORTBOT_MATRIX__HOMESERVER": "https://m.example.org",
         "COHORTBOT_MATRIX__USER_ID": "@cohortbot:example.org",
@@ -584,6 +599,8 @@ def test_redacted_hides_every_secret() -> None:
     for key in ("bot_token", "app_token", "signing_secret", "client_id", "client_secret"):
         assert data["slack"][key] == "***"
     assert data["slack"]["state_secret"] == "***"
+    assert data["slack"]["token_key"] == "***"
+    assert TOKEN_KEY not in repr(data)
     assert data["matrix"]["password"] == "***"
     assert data["matrix"]["access_token"] == "***"
     assert data["matrix"]["user_id"] == "@cohortbot:example.org"
