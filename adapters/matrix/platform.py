@@ -5,17 +5,26 @@ sync token and its crypto store under `store_path`, so a restart reuses the same
 resumes the sync where it stopped. The sync loop backs off up to a minute while the
 homeserver is unreachable and wakes the core when it is back; sends use the outbox id as
 transaction id, so a resend after a crash is deduplicated by the homeserver.
+
+Privacy of anonymous questions: a command that ties its sender to an anonymous question
+(`Reply.withdraw`) is redacted as soon as it is answered, in a direct room as in any other,
+where the bot's power level allows it. A reply that holds a secret of its reader
+(`Reply.fleeting`, a question's code) is redacted `FLEETING` after it was sent; the pending
+redactions survive a restart (see `adapters.matrix.fleeting`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,19 +46,22 @@ from nio import (
     RoomMessagesResponse,
     RoomMessageText,
     RoomPreset,
+    RoomRedactResponse,
     RoomSendResponse,
     SyncResponse,
     WhoamiResponse,
 )
 
 from adapters.matrix.creators import RoomCreators, creator_power
+from adapters.matrix.fleeting import FILE_NAME, Pending, PendingRedactions
 from adapters.matrix.inbound import command_text
 from adapters.matrix.render import render
 from bot import metrics
+from bot.chat.message import Text
 from bot.config import MatrixSettings
 from bot.domain.refs import ChannelRef, UserRef
-from bot.service.api import Core, Invocation, Reply
-from bot.service.ports import DeliveryError, Outgoing
+from bot.service.api import FLEETING, Core, Invocation, Reply
+from bot.service.ports import Clock, DeliveryError, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +77,22 @@ CONCURRENT_COMMANDS = 8
 OUTBOX_MARK = "io.cohortbot.outbox_id"
 #: How many of its own recent events in a room the bot reads to find an earlier try.
 LOOKBACK_EVENTS = 50
+#: Longest wait between two looks at the pending redactions (the clock may jump).
+REDACT_CHECK = 60.0
+#: Wait before trying again to redact something that could not be redacted.
+REDACT_RETRY = 30.0
+#: Redaction refusals that trying again will not change: the entry is given up.
+REDACT_GIVE_UP = ("M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_INVALID_PARAM")
 
 
 class MatrixPlatform:
     name = "matrix"
     exclusive = True  # one sync loop per bot account
 
-    def __init__(self, settings: MatrixSettings) -> None:
+    def __init__(self, settings: MatrixSettings, clock: Clock | None = None) -> None:
         self.settings = settings
+        # When fleeting replies fall due: the wall clock, unless a test moves one by hand.
+        self.clock: Clock = clock or WallClock()
         self.messenger = MatrixMessenger(self)
         self.directory = MatrixDirectory(self)
         self.store = Path(settings.store_path)
@@ -92,6 +112,10 @@ class MatrixPlatform:
         self._not_before = 0.0  # monotonic instant before which no send is attempted (429)
         self._send_lock = asyncio.Lock()
         self.requests = 0  # requests made to the homeserver, for tests and benchmarks
+        self.pending = PendingRedactions(self.store / FILE_NAME)
+        self._redact_lock = asyncio.Lock()
+        self._redact_poke = asyncio.Event()
+        self._expiry: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,18 +128,21 @@ class MatrixPlatform:
         # instance) are still answered; the core drops any it answered already.
         self._started_ms = int(time.time() * 1000) - REPLAY_MS
         self.store.mkdir(parents=True, exist_ok=True)
+        self.pending.load()
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
+        self._expiry = asyncio.create_task(self._expire(), name="matrix-fleeting")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._expiry):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=10)
         if self.client is not None:
             await self.client.close()
         # Ready to start again (an instance that leads again after losing the lead).
-        self.client, self._task = None, None
+        self.client, self._task, self._expiry = None, None, None
         self.ready.clear()
 
     async def health(self) -> str | None:
@@ -270,31 +297,115 @@ class MatrixPlatform:
         inv = Invocation(user=UserRef(self.name, sender), text=text, channel=channel,
                          event_id=f"matrix:{event_id}", seen_by_channel=channel is not None)
         try:
-            for reply in await self._core.handle(inv):
-                await self._reply(reply, room_id, event_id, sender)
+            replies = await self._core.handle(inv)
+            withdraw = any(r.withdraw for r in replies)
+            if withdraw:
+                # Answered: the command goes at once, before the replies are sent (in a
+                # direct room too: it ties its sender to an anonymous question).
+                await self._withdraw(room_id, event_id)
+            for reply in replies:
+                await self._reply(reply, room_id, None if withdraw else event_id, sender)
         except Exception:
             ref = secrets.token_hex(4)
             log.exception("matrix: could not answer a command ref=%s", ref, extra={"ref": ref})
 
-    async def _reply(self, reply: Reply, room_id: str, event_id: str, sender: str) -> None:
-        if reply.withdraw and room_id not in self._direct_rooms:
-            await self._redact(room_id, event_id)
+    async def _reply(self, reply: Reply, room_id: str, reply_to: str | None,
+                     sender: str) -> None:
+        """Send one reply to a command (`reply_to`: its event, unless it was withdrawn)."""
         if reply.direct and room_id not in self._direct_rooms:
             target, reply_to = await self.direct_room(sender), None
         else:
-            target, reply_to = room_id, event_id
-        await self.send_content(target, render(reply.message, notice=True, reply_to=reply_to))
+            target = room_id
+        message = reply.message
+        if reply.fleeting:
+            minutes = int(FLEETING.total_seconds() // 60)
+            message = replace(message, parts=(*message.parts, Text(
+                f"\nThis message will be removed in {minutes} minutes: copy your code now.")))
+        sent = await self.send_content(target, render(message, notice=True, reply_to=reply_to))
+        if reply.fleeting:
+            # Sent: from here on it stays beside the reader's name until it is redacted.
+            self.pending.add(Pending(room_id=target, event_id=sent,
+                                     due=self.clock.now() + FLEETING))
+            self._redact_poke.set()
 
-    async def _redact(self, room_id: str, event_id: str) -> None:
-        client = self._client()
-        room = client.rooms.get(room_id)
-        if room is None or not room.power_levels.can_user_redact(client.user_id):
+    async def _withdraw(self, room_id: str, event_id: str) -> None:
+        if not await self._may_redact(room_id):
             log.info("matrix: cannot redact in %s (power level too low)", room_id)
             return
-        self.requests += 1
-        resp = await client.room_redact(room_id, event_id, reason="sent where everyone can see")
-        if not isinstance(resp, Exception) and getattr(resp, "event_id", None) is None:
-            log.info("matrix: redaction refused in %s: %s", room_id, _code(resp))
+        # No reason in a direct room: a reason stays in the redaction event.
+        reason = None if room_id in self._direct_rooms else "sent where everyone can see"
+        await self._redact(room_id, event_id, reason=reason)
+
+    async def _may_redact(self, room_id: str) -> bool:
+        """Whether the bot may redact others' events in the room: by its power level, or as
+        a creator of a room of version 12 or later (the direct rooms it creates itself)."""
+        client = self._client()
+        room = client.rooms.get(room_id)
+        if room is None:
+            return False
+        if room.power_levels.can_user_redact(client.user_id):
+            return True
+        return creator_power(room.room_version) and client.user_id in await self.creators.of(
+            client, room_id)
+
+    async def _redact(self, room_id: str, event_id: str, *, reason: str | None = None
+                      ) -> bool | None:
+        """True once redacted; False when the homeserver refuses it for good; None when it
+        cannot be told now (unreachable, rate limited, a server error): try again later."""
+        client = self._client()
+        try:
+            self.requests += 1
+            resp = await client.room_redact(room_id, event_id, reason=reason,
+                                            tx_id=f"cohortbot.redact.{event_id}")
+        except (ClientConnectionError, TimeoutError, OSError) as e:
+            log.info("matrix: could not redact in %s (%s)", room_id, type(e).__name__)
+            return None
+        if isinstance(resp, RoomRedactResponse):
+            return True
+        code = _code(resp)
+        log.info("matrix: redaction refused in %s: %s", room_id, code)
+        return False if code in REDACT_GIVE_UP else None
+
+    # ------------------------------------------------------------------ fleeting replies
+
+    async def redact_due(self) -> int:
+        """Redact the fleeting replies due by the clock's now; returns how many are still due
+        (could not be redacted yet). Called by the platform's own timer; tests call it after
+        moving a simulated clock."""
+        async with self._redact_lock:
+            left = 0
+            for entry in self.pending.due(self.clock.now()):
+                done = await self._redact(entry.room_id, entry.event_id)
+                if done is None:
+                    left += 1
+                    continue
+                if not done:
+                    log.warning("matrix: gave up redacting a fleeting reply in %s",
+                                entry.room_id)
+                self.pending.remove(entry)
+            return left
+
+    async def _expire(self) -> None:
+        """The timer: redact what is due (at start too, once logged in), then sleep until
+        the next entry falls due, a new one is added, or `REDACT_CHECK` has passed."""
+        while True:
+            await self.ready.wait()  # logged in and synced
+            self._redact_poke.clear()
+            try:
+                left = await self.redact_due()
+            except DeliveryError:
+                left = 1  # logged out meanwhile
+            except Exception:
+                ref = secrets.token_hex(4)
+                log.exception("matrix: could not redact fleeting replies ref=%s", ref,
+                              extra={"ref": ref})
+                left = 1
+            wait = REDACT_CHECK if left == 0 else REDACT_RETRY
+            due = self.pending.next_due()
+            if left == 0 and due is not None:
+                wait = min(wait, max((due - self.clock.now()).total_seconds(), 0.05))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._redact_poke.wait(), timeout=wait)
 
     async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if event.server_timestamp < self._started_ms:
@@ -467,6 +578,13 @@ class MatrixPlatform:
                     log.info("matrix: rate limited; sending again in %.1f s", wait)
                     continue
             raise _delivery_error(resp, f"could not send to {room_id}")
+
+
+class WallClock:
+    """The real time, for the adapter built without a clock of its own."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
 
 class LoginFailed(Exception):

@@ -92,6 +92,12 @@ async def test_a_cohort_from_setup_to_summary_in_a_room(
         await ana.say(dm, "!cohort ask Is it fine to say no to my PI?")
         code = await ana.wait_for(from_bot(bot, dm, contains="Your code", notice=True))
         assert "anonymous question is in" in code.body
+        # A second question, so that the batch goes out (alone, one is held back).
+        await ben.say(room, "!cohort ask How do I plan a thesis?")
+        hint = await ben.wait_for(lambda s: s.sender == bot.user_id and s.room_id != room
+                                  and "direct message" in s.body, what="Ben's DM hint")
+        await ben.say(hint.room_id, "!cohort ask How do I plan a thesis?")
+        await ben.wait_for(from_bot(bot, hint.room_id, contains="Your code", notice=True))
 
         # The session's notifications, on the real clock.
         announce = await ana.wait_for(from_bot(bot, room, contains="Roles for", notice=False),
