@@ -187,6 +187,10 @@ class BotSettings(BaseModel):
     #: start, mode 0600), else (PostgreSQL) a new one each start.
     question_secret: SecretStr | None = Field(default=None, min_length=16)
     question_secret_file: str | None = None
+    #: Commands one person may send a minute; more get "slow down" and are not run.
+    commands_per_minute: int = Field(default=30, ge=1, le=1000)
+    #: Messages one person's commands may send to other people an hour (swap requests, …).
+    messages_to_others_per_hour: int = Field(default=5, ge=1, le=1000)
 
     @field_validator("default_timezone")
     @classmethod
