@@ -177,7 +177,8 @@ async def bench_ack(fake: FakeSlack, args: argparse.Namespace, tmp: str) -> dict
     env.update({
         "COHORTBOT_DATABASE__URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
         "COHORTBOT_BOT__ADMINS": json.dumps([f"slack:{W.admin}"]),
-        "COHORTBOT_BOT__LOG_LEVEL": "WARNING",
+        "COHORTBOT_BOT__LOG_LEVEL": "WARNING", "COHORTBOT_BOT__COMMANDS_PER_MINUTE": "1000000",
+        "COHORTBOT_BOT__MESSAGES_TO_OTHERS_PER_HOUR": "1000",
         "COHORTBOT_SLACK__ENABLED": "true", "COHORTBOT_SLACK__MODE": "http",
         "COHORTBOT_SLACK__BOT_TOKEN": W.bot_token,
         "COHORTBOT_SLACK__SIGNING_SECRET": W.signing_secret,
@@ -273,6 +274,7 @@ async def bench_core(fake: FakeSlack, args: argparse.Namespace, tmp: str) -> dic
     Path(tmp, "empty.toml").write_text("")
     settings = load_settings(Path(tmp, "empty.toml"), environ={
         "COHORTBOT_DATABASE__URL": url, "COHORTBOT_BOT__ADMINS": f'["slack:{W.admin}"]',
+        "COHORTBOT_BOT__COMMANDS_PER_MINUTE": "1000000",
         "COHORTBOT_SLACK__ENABLED": "true", "COHORTBOT_SLACK__MODE": "http",
         "COHORTBOT_SLACK__BOT_TOKEN": W.bot_token, "COHORTBOT_SLACK__SIGNING_SECRET": "x",
         "COHORTBOT_SLACK__API_BASE_URL": fake.api_url,

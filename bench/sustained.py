@@ -243,7 +243,8 @@ async def bench(args: argparse.Namespace) -> int:
                 return SlackProcess(fake, root, "http", environ={
                     **matrix_environ(synapse, bot_account, root / "matrix-store"),
                     "COHORTBOT_DATABASE__URL": url, "COHORTBOT_SCHEDULER__SWEEP_SECONDS": "5",
-                    "COHORTBOT_BOT__LOG_LEVEL": "WARNING"},
+                    "COHORTBOT_BOT__LOG_LEVEL": "WARNING",
+                    "COHORTBOT_BOT__COMMANDS_PER_MINUTE": "1000000"},
                     admins=(f"slack:{W.admin}", f"matrix:{admin.user_id}"))
 
             procs = [instance(n) for n in range(args.instances)]

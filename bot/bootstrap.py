@@ -62,6 +62,8 @@ def policy_from(settings: Settings, *, extra_admins: tuple[UserRef, ...] = ()) -
         late_grace=timedelta(seconds=settings.scheduler.late_grace_seconds),
         retention=timedelta(days=settings.bot.retention_days),
         batch_size=settings.scheduler.batch_size,
+        commands_per_minute=settings.bot.commands_per_minute,
+        messages_to_others_per_hour=settings.bot.messages_to_others_per_hour,
         prefixes={"slack": "/", "matrix": settings.matrix.command_prefix, "terminal": "/"},
     )
 
@@ -291,7 +293,7 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
                 started.append(platform)
                 log.info("%s: started", platform.name)
         electing = asyncio.create_task(leadership.run(stop, lead.elected, lead.deposed))
-        await stop.wait()
+        await _until_stopped(stop, electing)
         log.info("stopping")
     finally:
         if electing is not None:
@@ -302,6 +304,20 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
         if ops is not None:
             await ops.stop()
         await app.close()
+
+
+async def _until_stopped(stop: asyncio.Event, electing: asyncio.Task[None]) -> None:
+    """Until `stop` is set; raises what the leadership raised (a platform that cannot start
+    as leader, e.g. a Matrix store no configured key opens: a `ConfigError`)."""
+    waiting = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({waiting, electing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if electing.done() and not electing.cancelled():
+        failed = electing.exception()
+        if failed is not None:
+            raise failed
 
 
 class _Lead:

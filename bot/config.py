@@ -188,7 +188,7 @@ class BotSettings(BaseModel):
     question_secret: SecretStr | None = Field(default=None, min_length=16)
     question_secret_file: str | None = None
     #: Commands one person may send a minute; more get "slow down" and are not run.
-    commands_per_minute: int = Field(default=30, ge=1, le=1000)
+    commands_per_minute: int = Field(default=30, ge=1, le=1_000_000)
     #: Messages one person's commands may send to other people an hour (swap requests, …).
     messages_to_others_per_hour: int = Field(default=5, ge=1, le=1000)
 
@@ -381,6 +381,23 @@ class MatrixSettings(BaseModel):
     store_path: str = Field(default="matrix-store", min_length=1)
     command_prefix: str = Field(default="!", min_length=1, max_length=8)
     admin_power_level: int = 100
+    #: Seals the encryption keys in matrix-nio's store under `store_path` (at least 16
+    #: characters; `cohortbot new-key` makes one). Several, comma-separated, while rotating:
+    #: the first seals, the others open a store sealed before (re-sealed at start).
+    store_key: SecretStr | None = None
+
+    @field_validator("store_key")
+    @classmethod
+    def _check_store_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        if not keys:
+            raise ValueError("is empty (make a key with 'cohortbot new-key')")
+        if any(len(k) < 16 for k in keys):
+            raise ValueError("each key must be at least 16 characters (make one with "
+                             "'cohortbot new-key')")
+        return value
 
     @field_validator("homeserver")
     @classmethod
@@ -418,6 +435,13 @@ class MatrixSettings(BaseModel):
                 "required when matrix.enabled = true, unless matrix.password is set "
                 f"(set one in the file or {_env_name('matrix.access_token')} / "
                 f"{_env_name('matrix.password')})",
+            )
+        if self.store_key is None:
+            raise _rule(
+                "store_key",
+                "required when matrix.enabled = true: the encryption store is sealed with it "
+                f"(make one with 'cohortbot new-key'; set it in the file or "
+                f"{_env_name('matrix.store_key')})",
             )
         return self
 

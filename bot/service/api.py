@@ -104,6 +104,8 @@ class Policy:
     late_grace: timedelta = timedelta(minutes=2)
     retention: timedelta = timedelta(days=90)
     batch_size: int = 100
+    commands_per_minute: int = 30
+    messages_to_others_per_hour: int = 5
     #: How a command is written on each platform, for help and hints ("/cohort", "!cohort").
     prefixes: dict[str, str] = field(default_factory=dict)
 

@@ -24,6 +24,7 @@ from bot.service.anonymity import Keys
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
 from bot.service.context import Ctx, Handler, Known, admin_over
+from bot.service.limits import Limits
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 from bot.service.turns import Turns
 
@@ -73,6 +74,7 @@ class Bot:
         self._directories = directories or {}
         self._on_change = on_change
         self.turns = Turns()
+        self.limits = Limits(policy.commands_per_minute, policy.messages_to_others_per_hour)
 
     def wake(self) -> None:
         """Look for due work now (a platform that was down is back)."""
@@ -102,6 +104,11 @@ class Bot:
     async def _handle(self, inv: Invocation) -> list[Reply]:
         platform = inv.user.platform
         word = self.policy.prefix_for(platform)
+        if not self.limits.commands.take((inv.tenant, inv.user), self._clock.now()):
+            metrics.COMMANDS.labels(platform, REFUSED).inc()
+            return [error_reply("You are sending commands faster than I can take them, so I "
+                                "did not act on that one. Wait a minute, then try again.",
+                                None)]
         try:
             if not storable(inv.text):
                 raise UsageError("That message holds a character I cannot keep (a NUL, or "
@@ -205,7 +212,8 @@ class Bot:
     async def _context(self, uow: UnitOfWork, inv: Invocation, parsed: Parsed) -> Ctx:
         directory = self.directory(inv.user.platform)
         spec = parsed.spec
-        ctx = Ctx(uow=uow, units=self._uow, keys=self.keys, inv=inv, now=self._clock.now(),
+        ctx = Ctx(uow=uow, units=self._uow, keys=self.keys, limits=self.limits, inv=inv,
+                  now=self._clock.now(),
                   policy=self.policy,
                   directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)))
         ctx.cohort_, ctx.member_, caller = await self._cohort(uow, inv, parsed)

@@ -21,6 +21,7 @@ from bot.domain.model import Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.anonymity import Keys
 from bot.service.api import Invocation, Policy
+from bot.service.limits import Limits
 from bot.service.ports import Directory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Ctx:
     #: Where a unit of work of its own comes from (see `apart`).
     units: UnitOfWorkFactory
     keys: Keys
+    limits: Limits
     inv: Invocation
     now: datetime
     policy: Policy
@@ -120,7 +122,13 @@ class Ctx:
         key: str | None = None,
         stale_after: timedelta | None = None,
     ) -> None:
-        """Queue a message for the cohort's channel (default), another channel or a DM."""
+        """Queue a message for the cohort's channel (default), another channel or a DM.
+        A DM to someone else counts against the caller's `messages_to_others_per_hour`."""
+        if user is not None and user != self.user and \
+                not self.limits.messages.take((self.tenant, self.user), self.now):
+            raise UserError(
+                f"Your commands have messaged other people {self.limits.messages.limit} times "
+                "in the last hour, the most they may. Nothing was sent; try again later.")
         await queue_message(
             self.uow, message, now=self.now, tenant=self.tenant,
             cohort=self.cohort_, channel=channel, user=user,
