@@ -102,6 +102,7 @@ members = Table(
     Column("is_member", Boolean, nullable=False),
     Column("is_facilitator", Boolean, nullable=False),
     Column("share_checkins", Boolean, nullable=False),
+    Column("left_at", UTCDateTime),
     UniqueConstraint("cohort_id", "platform", "user_id", name="uq_members_user"),
     Index("ix_members_user", "platform", "user_id"),
 )

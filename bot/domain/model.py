@@ -59,6 +59,9 @@ class Member:
     is_member: bool = True  # False: facilitator who is not in the rotation
     is_facilitator: bool = False
     share_checkins: bool = False
+    #: When they left (or were removed from) the cohort's channel or room: until they are
+    #: back, they get no roles, reminders, DMs or questions from the cohort.
+    left_at: datetime | None = None
     id: int = field(default=None)  # type: ignore[assignment]
 
     @property

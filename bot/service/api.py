@@ -79,6 +79,11 @@ class Core(Protocol):
 
     async def checkin_items(self, user: UserRef, tenant: str) -> list[CheckinItem]: ...
 
+    async def moved(self, user: UserRef, place: ChannelRef, tenant: str, *,
+                    present: bool) -> None:
+        """`user` left `place` (present=False) or joined it (True), as the platform saw."""
+        ...
+
     def wake(self) -> None:
         """Look for due work now, e.g. when a platform that was down is reachable again."""
         ...

@@ -10,20 +10,21 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 
 from bot import metrics
 from bot.chat import commands as c
 from bot.chat.grammar import Parsed, Role, UsageError, parse
-from bot.chat.message import Message
+from bot.chat.message import Mention, Message
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ARCHIVED, Cohort, Member, Person
-from bot.domain.refs import UserRef
+from bot.domain.refs import ChannelRef, UserRef
 from bot.service import actions, cohorts, mydata, people, questions, sessions
 from bot.service.anonymity import Keys
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
-from bot.service.context import Ctx, Handler, Known, admin_over
+from bot.service.context import Ctx, Handler, Known, admin_over, queue_message
 from bot.service.limits import Limits
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 from bot.service.turns import Turns
@@ -92,6 +93,30 @@ class Bot:
                                       answer=a.answer, note=a.note)
                           for a in await open_actions(uow, member.id)]
             return items
+
+    async def moved(self, user: UserRef, place: ChannelRef, tenant: str, *,
+                    present: bool) -> None:
+        """`user` left (or was removed from) `place`, or came back: if it is a cohort's
+        channel or room and they are in the cohort, their membership is suspended until
+        they are back, and the facilitators are told (with no content)."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            cohort, member, _ = await uow.cohort_and_caller(
+                user, tenant=tenant, platform=place.platform, channel_id=place.id)
+            if cohort is None or member is None or (member.left_at is None) == present:
+                return
+            member.left_at = None if present else now
+            what = ("is back in the channel of {}: they take part again." if present else
+                    "left the channel of {}: until they are back, they get no roles, "
+                    "reminders, messages or questions from it.")
+            notice = Message.of(Mention(user), " " + what.format(cohort.name))
+            for f in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
+                if f.id != member.id:
+                    await queue_message(uow, notice, now=now, cohort=cohort,
+                                        key=f"moved:{uuid.uuid4().hex}", user=f.user)
+            await uow.commit()
+        if self._on_change is not None:
+            self._on_change()
 
     def directory(self, platform: str) -> Directory:
         return self._directories.get(platform) or NullDirectory()
@@ -271,6 +296,11 @@ class Bot:
         if cohort is not None and cohort.status == ARCHIVED and spec.needs_cohort and \
                 ctx.role < Role.ADMIN:
             raise NotAllowed(f"{cohort.name} is archived.")
+        member = ctx.member_
+        if member is not None and member.left_at is not None and cohort is not None and \
+                spec.role >= Role.MEMBER and ctx.role < Role.ADMIN:
+            raise NotAllowed(f"You left the channel of {cohort.name}, so its commands wait "
+                             "until you are back in it.")
         if ctx.role >= spec.role:
             return
         name = cohort.name if cohort else "this cohort"

@@ -114,7 +114,9 @@ def is_away(absences: list[Absence], day: date) -> bool:
 def present_at(members: list[Member], absences: dict[int, list[Absence]], session: Session,
                zone: str) -> list[Member]:
     day = local_day(session.starts_at, zone)
-    return [m for m in members if not is_away(absences.get(m.id, []), day)]
+    # (a member who left the cohort's channel is away until they are back)
+    return [m for m in members
+            if m.left_at is None and not is_away(absences.get(m.id, []), day)]
 
 
 def _past_session(session: Session, roles: dict[str, int]) -> rotation.PastSession:
