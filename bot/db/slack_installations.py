@@ -9,6 +9,8 @@ and each is stored sealed with `[slack] token_key` (`TokenCipher`).
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -70,9 +72,9 @@ class TokenCipher:
 
 
 def new_token_key() -> str:
-    from cryptography.fernet import Fernet
-
-    return Fernet.generate_key().decode()
+    """A fresh random key: 32 bytes, url-safe base64 (a Fernet key, and long enough for
+    every other key setting too). Needs no optional package."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def _key(value: str | None) -> str:
