@@ -35,6 +35,18 @@ PG_URL = os.environ.get(
 START = datetime.fromisoformat("2026-11-30T09:00:00+00:00")  # a Monday
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+               "all_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients (slack_sdk, aiohttp) would send loopback requests through a proxy set in the
+    environment: every test talks to 127.0.0.1 only."""
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
 def _pg_schema_url(schema: str) -> str:
     return f"{PG_URL}?options=-csearch_path%3D{schema}"
 

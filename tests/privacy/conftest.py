@@ -43,17 +43,6 @@ BOB_ASKS = datetime.fromisoformat("2026-11-30T11:05:13+00:00")
 RELEASE_AT = datetime.fromisoformat("2026-11-30T12:00:00+00:00")
 CAROL_UPVOTES = datetime.fromisoformat("2026-11-30T12:31:19+00:00")
 
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-               "all_proxy")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """slack_sdk sends every request (loopback included) through a proxy set in the env."""
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
 @dataclass(frozen=True)
 class Database:
     kind: str  # "sqlite" | "postgres"

@@ -43,16 +43,6 @@ from tests.support.slack import (
 )
 from tests.support.slack.process import slack_environ
 
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-               "all_proxy")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """slack_sdk sends every request (loopback included) through a proxy set in the env."""
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture
 def slack_ws() -> Workspace:
