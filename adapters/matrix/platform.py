@@ -2,9 +2,11 @@
 
 One `MatrixPlatform` is one bot account. It keeps its login (device id, access token), its
 sync token and its crypto store under `store_path`, so a restart reuses the same device and
-resumes the sync where it stopped. The sync loop backs off up to a minute while the
-homeserver is unreachable and wakes the core when it is back; sends use the outbox id as
-transaction id, so a resend after a crash is deduplicated by the homeserver.
+resumes the sync where it stopped. The crypto store is sealed with `matrix.store_key`, and
+the directory is readable by its owner only (see `adapters.matrix.store`). The sync loop
+backs off up to a minute while the homeserver is unreachable and wakes the core when it is
+back; sends use the outbox id as transaction id, so a resend after a crash is deduplicated
+by the homeserver.
 
 Privacy of anonymous questions: a command that ties its sender to an anonymous question
 (`Reply.withdraw`) is redacted as soon as it is answered, in a direct room as in any other,
@@ -56,9 +58,10 @@ from adapters.matrix.creators import RoomCreators, creator_power
 from adapters.matrix.fleeting import FILE_NAME, Pending, PendingRedactions
 from adapters.matrix.inbound import command_text
 from adapters.matrix.render import render
+from adapters.matrix.store import KEY_VARIABLE, restrict, seal, store_keys
 from bot import metrics
 from bot.chat.message import Text
-from bot.config import MatrixSettings
+from bot.config import ConfigError, MatrixSettings
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import FLEETING, Core, Invocation, Reply
 from bot.service.ports import Clock, DeliveryError, Outgoing
@@ -127,10 +130,27 @@ class MatrixPlatform:
         # Commands sent shortly before (the bot restarting, or taking over from another
         # instance) are still answered; the core drops any it answered already.
         self._started_ms = int(time.time() * 1000) - REPLAY_MS
-        self.store.mkdir(parents=True, exist_ok=True)
+        keys = self._store_keys()
+        # Owner-only modes, and the crypto store sealed with the first key (re-sealing what
+        # an older key or the library's default sealed): a key that opens nothing stops here.
+        await asyncio.to_thread(self._prepare_store, keys)
         self.pending.load()
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
         self._expiry = asyncio.create_task(self._expire(), name="matrix-fleeting")
+
+    def _store_keys(self) -> list[str]:
+        key = self.settings.store_key
+        keys = store_keys(key.get_secret_value()) if key is not None else []
+        if not keys:  # (the config requires one when Matrix is enabled)
+            raise ConfigError(f"matrix.store_key: required when matrix.enabled = true "
+                              f"(make one with 'cohortbot new-key'; set it in {KEY_VARIABLE})",
+                              key="matrix.store_key")
+        return keys
+
+    def _prepare_store(self, keys: list[str]) -> None:
+        restrict(self.store)
+        seal(self.store, keys)
+        restrict(self.store)
 
     async def stop(self) -> None:
         for task in (self._task, self._expiry):
@@ -212,6 +232,7 @@ class MatrixPlatform:
         config = AsyncClientConfig(
             max_limit_exceeded=0, max_timeouts=0, request_timeout=SYNC_TIMEOUT_MS / 1000 + 20,
             encryption_enabled=True, store_sync_tokens=True,
+            pickle_key=self._store_keys()[0],
         )
         saved = self._load_session()
         client = AsyncClient(s.homeserver, s.user_id, store_path=str(self.store), config=config)
@@ -238,6 +259,7 @@ class MatrixPlatform:
         except BaseException:
             await client.close()
             raise
+        restrict(self.store)  # the files nio has just made, if it made any
         client.add_event_callback(self._on_message, RoomMessageText)
         client.add_event_callback(self._on_undecrypted, MegolmEvent)
         client.add_event_callback(self._on_invite, InviteMemberEvent)

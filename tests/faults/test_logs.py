@@ -26,6 +26,7 @@ SECRETS = {
     "COHORTBOT_SLACK__APP_TOKEN": "xapp-1-A111-3333-app-secret-token",
     "COHORTBOT_SLACK__SIGNING_SECRET": "signing-secret-5c6f0e",
     "COHORTBOT_MATRIX__PASSWORD": "matrix-password-9d1b7a",
+    "COHORTBOT_MATRIX__STORE_KEY": "matrix-store-key-4e8c2f",
 }
 
 

@@ -21,6 +21,9 @@ from tests.e2e.conftest import COHORTBOT
 from tests.support.planting import Planted, plant
 from tests.support.synapse import RegisteredUser, SynapseServer
 
+#: The bots' `matrix.store_key` in tests (any string of at least 16 characters).
+STORE_KEY = "test-store-key-0123456789abcdef"
+
 ENCRYPTION = {"type": "m.room.encryption", "state_key": "",
               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
 
@@ -39,7 +42,8 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         settings = {"enabled": True, "homeserver": server.base_url,
                     "user_id": account.user_id, "password": account.password,
-                    "store_path": str(self.store), "device_name": "cohortbot-test", **matrix}
+                    "store_path": str(self.store), "device_name": "cohortbot-test",
+                    "store_key": STORE_KEY, **matrix}
         self.config.write_text("\n".join([
             "[database]", f'url = "sqlite+aiosqlite:///{self.db}"',
             "[bot]", f"admins = {json.dumps(['matrix:' + a for a in admins])}",
@@ -94,6 +98,7 @@ def matrix_environ(server: SynapseServer, account: RegisteredUser, store: Path
         "COHORTBOT_MATRIX__USER_ID": account.user_id,
         "COHORTBOT_MATRIX__PASSWORD": account.password,
         "COHORTBOT_MATRIX__STORE_PATH": str(store),
+        "COHORTBOT_MATRIX__STORE_KEY": STORE_KEY,
     }
 
 

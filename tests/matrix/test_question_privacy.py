@@ -28,7 +28,7 @@ from bot.bootstrap import App, build, ensure_schema
 from bot.config import Settings, load_settings
 from bot.scheduling.clock import SimulatedClock
 from bot.service.api import FLEETING
-from tests.matrix.support import Member, Seen
+from tests.matrix.support import STORE_KEY, Member, Seen
 from tests.support.matrix_fixtures import ClientFactory
 from tests.support.synapse import RegisteredUser, SynapseServer
 
@@ -52,6 +52,7 @@ class Rig:
             "COHORTBOT_MATRIX__USER_ID": account.user_id,
             "COHORTBOT_MATRIX__PASSWORD": account.password,
             "COHORTBOT_MATRIX__STORE_PATH": str(self.store),
+            "COHORTBOT_MATRIX__STORE_KEY": STORE_KEY,
         })
         ensure_schema(self.settings.database.url)
         self.user_id = account.user_id

@@ -558,13 +558,60 @@ def test_matrix_requires_homeserver_user_and_credentials(tmp_path: Path) -> None
     assert "matrix.password" in str(err)
 
 
+STORE_KEY = "0123456789abcdef-store"
+MATRIX_ON = ("[matrix]\nenabled = true\nhomeserver = 'https://m.example.org'\n"
+             "user_id = '@cohortbot:example.org'\n")
+
+
+def test_matrix_requires_a_store_key(tmp_path: Path) -> None:
+    err = config_error(write(tmp_path, MATRIX_ON),
+                       environ={"COHORTBOT_MATRIX__PASSWORD": PLAIN_SECRET})
+    assert str(err) == (
+        "config error: matrix.store_key: required when matrix.enabled = true: the encryption "
+        "store is sealed with it (make one with 'cohortbot new-key'; set it in the file or "
+        "COHORTBOT_MATRIX__STORE_KEY)"
+    )
+    assert "\n" not in str(err)
+
+
+def test_check_config_names_the_missing_store_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    path = write(tmp_path, MATRIX_ON + f"password = '{PLAIN_SECRET}'\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "check-config"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "config error: matrix.store_key: required when matrix.enabled = true: the encryption "
+        "store is sealed with it (make one with 'cohortbot new-key'; set it in the file or "
+        "COHORTBOT_MATRIX__STORE_KEY)"]
+
+
+@pytest.mark.parametrize("key", ["short", "0123456789abcdef,short", " , "])
+def test_matrix_store_key_at_least_16_characters_each(tmp_path: Path, key: str) -> None:
+    err = config_error(write(tmp_path, MATRIX_ON), environ={
+        "COHORTBOT_MATRIX__PASSWORD": PLAIN_SECRET, "COHORTBOT_MATRIX__STORE_KEY": key})
+    assert str(err).startswith("config error: matrix.store_key: ")
+    assert "cohortbot new-key" in str(err) and "COHORTBOT_MATRIX__STORE_KEY" in str(err)
+
+
+def test_matrix_store_keys_while_rotating(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, MATRIX_ON), environ={
+        "COHORTBOT_MATRIX__PASSWORD": PLAIN_SECRET,
+        "COHORTBOT_MATRIX__STORE_KEY": f"{STORE_KEY}-new, {STORE_KEY}-old"})
+    assert s.matrix.store_key is not None
+    assert s.redacted()["matrix"]["store_key"] == "***"
+
+
 def test_matrix_enabled_with_password(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "[matrix]\nenabled = true\nhomeserver = 'https://m.example.org/'\n"
         "user_id = '@cohortbot:example.org'\n",
     )
-    s = load_settings(path, environ={"COHORTBOT_MATRIX__PASSWORD": PLAIN_SECRET})
+    s = load_settings(path, environ={"COHORTBOT_MATRIX__PASSWORD": PLAIN_SECRET,
+                                     "COHORTBOT_MATRIX__STORE_KEY": STORE_KEY})
     assert s.matrix.homeserver == "https://m.example.org"
     assert s.enabled_platforms() == ["matrix"]
 
@@ -588,6 +635,7 @@ def _all_secrets_env() -> dict[str, str]:
         "COHORTBOT_MATRIX__USER_ID": "@cohortbot:example.org",
         "COHORTBOT_MATRIX__PASSWORD": PLAIN_SECRET + "-pw",
         "COHORTBOT_MATRIX__ACCESS_TOKEN": PLAIN_SECRET + "-at",
+        "COHORTBOT_MATRIX__STORE_KEY": PLAIN_SECRET + "-store-key",
     }
 
 
@@ -603,6 +651,7 @@ def test_redacted_hides_every_secret() -> None:
     assert TOKEN_KEY not in repr(data)
     assert data["matrix"]["password"] == "***"
     assert data["matrix"]["access_token"] == "***"
+    assert data["matrix"]["store_key"] == "***"
     assert data["matrix"]["user_id"] == "@cohortbot:example.org"
     assert s.enabled_platforms() == ["slack", "matrix"]
     # the real values are still there for the adapters
