@@ -248,3 +248,50 @@ def _freeze_startup_objects() -> None:
     of whichever command is being answered."""
     gc.collect()
     gc.freeze()
+
+
+# --------------------------------------------------------------------------- cohortbot db
+
+
+@main.group("db")
+def db() -> None:
+    """Database operations: copy between SQLite and PostgreSQL."""
+
+
+@db.command("copy")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="The database to copy from (only read; stop the bot first).")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="The database to copy into: migrated first, must hold no rows.")
+def db_copy(source: str, target: str) -> None:
+    """Copy every table's rows from one database to another, e.g. from SQLite to PostgreSQL.
+
+    URLs as in database.url: sqlite:///cohortbot.db, postgresql://user@host/db. Prints the
+    number of rows per table, never their contents."""
+    from bot.config import normalise_database_url
+    from bot.db.copy import CopyError, TableCopied, copy_database, describe, question_secret_beside
+
+    urls = []
+    for name, value in (("--from", source), ("--to", target)):
+        try:
+            urls.append(normalise_database_url(value))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint=name) from None
+    source_url, target_url = urls
+    click.echo(f"copying {describe(source_url)} to {describe(target_url)}")
+
+    def report(done: TableCopied) -> None:
+        click.echo(f"{done.table}: {done.rows} row{'' if done.rows == 1 else 's'}")
+
+    try:
+        copied = copy_database(source_url, target_url, on_table=report)
+    except CopyError as e:
+        click.echo(f"cohortbot db copy: {e}", err=True)
+        sys.exit(2)
+    total = sum(t.rows for t in copied)
+    click.echo(f"total: {total} row{'' if total == 1 else 's'} in {len(copied)} tables")
+    secret = question_secret_beside(source_url)
+    if secret is not None:
+        click.echo(f"note: anonymous questions' hashes use the secret in {secret}: give the "
+                   "bot on the new database the same one (bot.question_secret_file, or its "
+                   "content in COHORTBOT_BOT__QUESTION_SECRET)", err=True)
