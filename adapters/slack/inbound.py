@@ -112,7 +112,11 @@ def direct_message(body: JSON, *, command_word: str, tenant: str) -> Invocation 
     """A message a person sent the bot in its direct conversation, as a command.
 
     `next` and `/cohort next` (a slash command typed with a leading space arrives as a
-    message) both work. Anything that is not a person's new message in a DM is None."""
+    message) both work. Anything that is not a person's new message in a DM is None.
+
+    The message stays in the conversation's history under its sender's name, and a bot
+    cannot delete a person's message: it is `kept`, so the core refuses the commands that
+    would tie its sender to an anonymous question (`ask …`, `question <code>`, …)."""
     event = body.get("event") or {}
     if event.get("type") != "message" or event.get("channel_type") != "im":
         return None
@@ -127,7 +131,7 @@ def direct_message(body: JSON, *, command_word: str, tenant: str) -> Invocation 
     return Invocation(
         user=UserRef(PLATFORM, str(event["user"])), text=raw, channel=None,
         event_id=f"slack:ev:{event_id}" if event_id else None, seen_by_channel=False,
-        tenant=tenant,
+        kept=True, tenant=tenant,
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -286,17 +287,56 @@ class Listeners:
 
     async def on_ask_send(self, ack: AsyncAck, body: JSON, view: JSON,
                           context: AsyncBoltContext) -> None:
-        await ack(response_action="clear")
+        """The question is sent: the form says so at once, then shows the core's reply (the
+        code) in place. The code is never sent by DM, where it would stay beside the
+        author's name; if the form is gone, it is shown ephemerally where the form was
+        opened, or not at all."""
         origin, question = views.previewed_question(view)
+        if not question:
+            await ack(response_action="clear")
+            return
+        await ack(response_action="update", view=views.ask_sending())
         user = inbound.user_of(body)
         where = Where(user=user.id, channel=origin.channel, response_url=origin.response_url,
                       flag=origin.flag, tenant=self.clients.tenant(context))
-        if not question:
-            return
         inv = Invocation(user=user, text=f"{origin.flag}ask {question}",
                          channel=inbound.channel_ref(origin.channel),
                          event_id=_view_event_id(view), tenant=where.tenant)
-        self.tasks.spawn(self._run(inv, where), what="question", tell=self._teller(where))
+        # An update keeps the view's id. The work starts after the ack has gone out (and a
+        # database transaction later), so Slack has shown "Sending…" before this update.
+        view_id = str(view.get("id") or "")
+        self.tasks.spawn(self._ask_in_form(inv, view_id, where), what="question",
+                         tell=self._form_teller(view_id, where))
+
+    async def _ask_in_form(self, inv: Invocation, view_id: str, where: Where) -> None:
+        replies = await self.core.handle(inv)
+        if replies:
+            await self._show_in_form(view_id, lines([r.message for r in replies]), where)
+
+    def _form_teller(self, view_id: str, where: Where) -> Callable[[str], Awaitable[None]]:
+        async def tell(text: str) -> None:
+            await self._show_in_form(view_id, Message.of(text), where)
+        return tell
+
+    async def _show_in_form(self, view_id: str, message: Message, where: Where) -> None:
+        """The reply in the ask form; if the form cannot show it (closed, Slack failing),
+        ephemerally where the form was opened. Never by direct message."""
+        if view_id and await self._update(view_id, views.ask_sent(message), where):
+            return
+        await self.replier.fleeting(message, where)
+
+    async def _update(self, view_id: str, view: JSON, where: Where) -> bool:
+        try:
+            client = await self.clients.client_for(where.tenant)
+            await client.views_update(view_id=view_id, view=view)
+            return True
+        except SlackApiError as e:
+            log.warning("slack: could not update a form (%s)", e.response.get("error"))
+        except DeliveryError as e:
+            log.warning("slack: could not update a form (%s)", e.reason)
+        except (TimeoutError, aiohttp.ClientError) as e:
+            log.warning("slack: could not update a form (%s)", type(e).__name__)
+        return False
 
     async def on_action_add(self, ack: AsyncAck, body: JSON, view: JSON,
                             context: AsyncBoltContext) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 BOT_SCOPES: dict[str, str] = {
     "commands": "the /cohort slash command",
     "chat:write": "post reminders, announcements, questions and replies",
-    "im:write": "open a direct conversation for check-ins, codes and reminders by DM",
+    "im:write": "open a direct conversation for check-ins and reminders by DM",
     "im:history": "receive commands sent to the bot in its direct conversation, and check "
                   "it for an earlier copy before resending a message whose post timed out",
     "users:read": "read a member's time zone and whether they administer the workspace",

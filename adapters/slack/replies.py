@@ -2,10 +2,17 @@
 
 - private: an ephemeral message (through the command's `response_url`, else
   chat.postEphemeral in the channel, else the direct conversation with the bot);
-- fleeting (a question's code): ephemeral only, never a lasting direct message;
+- fleeting (a question's code): ephemeral only, through the `response_url`, else
+  chat.postEphemeral in the conversation the command came from (a channel, or the bot's
+  direct conversation: ephemeral messages are not kept there either). Never a lasting
+  message, such as a direct message, where it would stay beside the reader's name: when no
+  ephemeral way works, it is dropped with a warning;
 - direct: by direct message;
 - not private: posted in the channel. If the bot is not in that channel yet, the reply still
   appears there through the `response_url`, with a private hint to invite the bot.
+
+`Reply.withdraw` needs nothing here: a bot cannot delete a person's message, and a slash
+command or a form leaves none.
 
 Nothing here decides *what* is said: that is the core's reply, rendered by `render`.
 """
@@ -59,30 +66,55 @@ class Replier:
 
     async def deliver(self, replies: list[Reply], where: Where) -> None:
         """Send every reply; a failure to answer is logged, never raised at the caller."""
-        private = [r for r in replies if r.private and not r.direct]
-        direct = [r.message for r in replies if r.direct]
-        public = [r.message for r in replies if not r.private and not r.direct]
+        # A fleeting reply goes only where it vanishes, whatever else it asks for.
+        fleeting = [r.message for r in replies if r.fleeting]
+        rest = [r for r in replies if not r.fleeting]
+        private = [r.message for r in rest if r.private and not r.direct]
+        direct = [r.message for r in rest if r.direct]
+        public = [r.message for r in rest if not r.private and not r.direct]
         if private:
-            await self.private(lines([r.message for r in private]), where)
+            await self.private(lines(private), where)
+        if fleeting:
+            await self.fleeting(lines(fleeting), where)
         if direct:
             await self.dm(lines(direct), where)
         for message in public:
             await self.public(message, where)
 
     async def private(self, message: Message, where: Where) -> None:
+        """Only the caller sees it: ephemeral, else by direct message."""
         body = render.payload(message, prefix=where.flag)
         if where.response_url and await self._respond(where.response_url, {
                 **body, "response_type": "ephemeral", "replace_original": False}):
             return
-        if where.in_channel:
-            try:
-                client = await self._messenger.client_for(where.tenant)
-                await client.chat_postEphemeral(
-                    channel=where.in_channel, user=where.user, **body)
-                return
-            except (SlackApiError, TimeoutError, aiohttp.ClientError, DeliveryError) as e:
-                log.warning("slack: ephemeral reply failed (%s); sending it by DM", _why(e))
+        if where.in_channel and await self._ephemeral(where.in_channel, body, where):
+            return
         await self.dm(message, where)
+
+    async def fleeting(self, message: Message, where: Where) -> bool:
+        """Only the caller sees it, and it does not stay: ephemeral or nothing. True if shown.
+
+        Never a direct message, not even as a last resort: there it would stay beside the
+        reader's name (and an owner with exports could read it)."""
+        body = render.payload(message, prefix=where.flag)
+        if where.response_url and await self._respond(where.response_url, {
+                **body, "response_type": "ephemeral", "replace_original": False}):
+            return True
+        if where.channel and await self._ephemeral(where.channel, body, where):
+            return True
+        # No user data in the line: not who, not what.
+        log.warning("slack: a reply that may only be shown ephemerally could not be shown; "
+                    "it was not sent any other way")
+        return False
+
+    async def _ephemeral(self, channel: str, body: dict[str, Any], where: Where) -> bool:
+        try:
+            client = await self._messenger.client_for(where.tenant)
+            await client.chat_postEphemeral(channel=channel, user=where.user, **body)
+            return True
+        except (SlackApiError, TimeoutError, aiohttp.ClientError, DeliveryError) as e:
+            log.warning("slack: ephemeral reply failed (%s)", _why(e))
+            return False
 
     async def dm(self, message: Message, where: Where) -> None:
         try:

@@ -4,6 +4,9 @@ A modal remembers where it was opened (channel, `--cohort` flag, response_url) i
 `private_metadata`, so its submission runs the command as if typed there. What a submission
 turns into is always ordinary command text for the core (`ask …`, `action add …`,
 `--cohort peer-a action done 2 note`): the modals are a way of typing, not new features.
+
+The ask form ends by showing the core's reply (a question's code) in the form itself: the
+code is then seen only by its author and kept nowhere beside their name.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ JSON = dict[str, Any]
 
 ASK = "cohort-ask"
 ASK_PREVIEW = "cohort-ask-preview"
+ASK_SENT = "cohort-ask-sent"  # "Sending…", then the reply: nothing to submit
 ACTION_ADD = "cohort-action-add"
 CHECKIN = "cohort-checkin"
 HOME_ACTION = "cohort-home"  # buttons on the App Home: value says which
@@ -37,8 +41,8 @@ ANONYMITY_NOTE = (
     "Your name is never stored or shown: the question is kept without any link to you and "
     "posted to the cohort's channel as \"Anonymous question #N\", by default together with the "
     "other questions shortly before the session, in random order, so its timing gives nothing "
-    "away. You get a one-time code (also by direct message) to check on it or retract it; "
-    "nobody else can."
+    "away. You get a one-time code, shown only to you in this form and never sent by direct "
+    "message, to check on it or retract it; nobody else can."
 )
 
 
@@ -121,6 +125,26 @@ def ask_preview(origin: Origin, question: str) -> JSON:
         "type": "modal", "callback_id": ASK_PREVIEW, "title": _plain("Preview"),
         "submit": _plain("Send anonymously"), "close": _plain("Back"),
         "private_metadata": origin.dump(q=question), "blocks": blocks,
+    }
+
+
+def ask_sending() -> JSON:
+    """What the form shows while the question is sent (the submission's instant answer)."""
+    return _ask_sent([{"type": "section", "text": _plain("Sending your question…")}])
+
+
+def ask_sent(reply: Message) -> JSON:
+    """The core's answer (the question's code, or why it was not taken), shown in the form."""
+    blocks: list[JSON] = [{"type": "section", "text": _mrkdwn(chunk)}
+                          for chunk in render._chunks(render.text(reply))]
+    return _ask_sent(blocks[:100])
+
+
+def _ask_sent(blocks: list[JSON]) -> JSON:
+    # clear_on_close: closing it closes the whole form, not back to the question's input.
+    return {
+        "type": "modal", "callback_id": ASK_SENT, "title": _plain("Ask anonymously"),
+        "close": _plain("Close"), "clear_on_close": True, "blocks": blocks,
     }
 
 

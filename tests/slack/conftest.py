@@ -255,8 +255,11 @@ async def oauth_bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[OAut
     url = f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}"
     ensure_schema(url)
     # Bea is no configured admin: only Beta's own users.info says she may create a cohort.
+    # The tenancy attacks send every command of the grammar within a simulated minute: the
+    # per-person flood limit is not what they test.
     env = oauth_environ(fake_slack, url, mode="http") | {
-        "COHORTBOT_SLACK__STATE_SECRET": "state-signing-secret"}
+        "COHORTBOT_SLACK__STATE_SECRET": "state-signing-secret",
+        "COHORTBOT_BOT__COMMANDS_PER_MINUTE": "1000000"}
     empty = tmp_path / "cohortbot.toml"
     empty.write_text("")
     settings = load_settings(empty, environ=env)

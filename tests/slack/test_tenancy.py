@@ -23,7 +23,7 @@ from bot.db.engine import sync_url
 from tests.faults.test_authorization import invocation_text
 from tests.slack.conftest import BETA, BETA_ADMIN, BETA_BOT, BETA_CHANNEL, OAuthBot
 from tests.support.slack import WORKSPACE as W
-from tests.support.slack import FakeSlack, SlackRequestBuilder
+from tests.support.slack import FakeSlack, SlackRequestBuilder, post_signed
 
 GAMMA, GAMMA_OWNER, GAMMA_BOT, GAMMA_CHANNEL = "T0GAMMA01", "U0GAMOWNR", "U0GAMBOT", "C0GAMMA01"
 QUESTION = "Is it normal that my PI reads my email?"
@@ -164,17 +164,23 @@ async def test_one_person_in_two_workspaces_is_two_people(oauth_bot: OAuthBot) -
     assert await in_alpha("next") == "Peer A has no upcoming session (no schedule yet)."
     assert await in_beta("next") == "Peer B has no upcoming session (no schedule yet)."
 
-    # A reply that must last comes by DM: from each workspace's own bot, with its own token.
+    # A question's code is shown to her ephemerally in each workspace, never by DM…
     fake.clear_calls()
     assert "anonymous question is in" in await in_alpha("ask Who reviews your code?")
     assert "anonymous question is in" in await in_beta("ask Who reviews your papers?")
+    assert not fake.calls_to("chat.postMessage") and not fake.calls_to("conversations.open")
+    # …and a message to each workspace's bot is answered in that bot's own conversation with
+    # her, with that workspace's token.
+    dm_alpha, dm_beta = fake.open_dm(gia, team_id=W.team_id), fake.open_dm(gia, team_id=BETA)
+    for build, dm in ((alpha, dm_alpha), (beta, dm_beta)):
+        result = await post_signed(bot.base + "/slack/events", build.event_callback(
+            build.message_event(user_id=gia, channel_id=dm, text="next")))
+        assert result.status == 200
     await fake.wait_for(lambda: len(fake.calls_to("chat.postMessage")) >= 2,
-                        what="the two codes by DM")
-    opened = {c.token: c.params.get("users") for c in fake.calls_to("conversations.open")}
-    assert opened == {alpha_token: gia, beta_token: gia}
+                        what="the two answers by DM")
     posted = {c.token: c.params.get("channel") for c in fake.calls_to("chat.postMessage")}
-    assert set(posted) == {alpha_token, beta_token}
-    assert posted[alpha_token] != posted[beta_token]  # each bot's own conversation with her
+    assert posted == {alpha_token: dm_alpha, beta_token: dm_beta}
+    assert dm_alpha != dm_beta
 
     # Forgotten in Beta, still a member in Alpha.
     assert "deleted" in await in_beta("forget-me confirm")

@@ -804,11 +804,12 @@ class FakeSlack:
         with self._lock:
             return list(self._response_posts)
 
-    def open_dm(self, user_id: str) -> str:
+    def open_dm(self, user_id: str, *, team_id: str | None = None) -> str:
         """The bot's DM with ``user_id``, opened from the person's side (the app's Messages
-        tab) if it does not exist yet."""
+        tab) if it does not exist yet: with the bot of workspace ``team_id`` (None: the
+        person's own workspace)."""
         with self._lock:
-            team = self.users[user_id].team_id
+            team = team_id or self.users[user_id].team_id
             bot = self.bot_user_of(team)
             if bot is None:
                 raise LookupError(f"no bot user in workspace {team}")
