@@ -342,7 +342,8 @@ class MatrixPlatform:
         if reply.fleeting:
             minutes = int(FLEETING.total_seconds() // 60)
             message = replace(message, parts=(*message.parts, Text(
-                f"\nThis message will be removed in {minutes} minutes: copy your code now.")))
+                f"\nThis message will be removed in {minutes} minutes, so that it does not "
+                "stay beside your name.")))
         sent = await self.send_content(target, render(message, notice=True, reply_to=reply_to))
         if reply.fleeting:
             # Sent: from here on it stays beside the reader's name until it is redacted.

@@ -181,11 +181,9 @@ class Spec:
     role: Role
     build: Callable[[Args], c.Command]
     needs_cohort: bool = True
-    #: Running it ties the caller to an anonymous question: never from where others can see.
+    #: Running it ties the caller to an anonymous question: never from where others can see,
+    #: and its reply (a code, a question's fate, an upvote) is fleeting (`Reply.fleeting`).
     secret: bool = False
-    #: Its reply holds a secret tied to the caller (a question's code): adapters show it only
-    #: where it does not stay beside the caller's name (see `Reply.fleeting`).
-    fleeting: bool = False
 
     @property
     def name(self) -> str:
@@ -420,7 +418,7 @@ COMMANDS: tuple[Spec, ...] = (
          _no_args(c.ShareCheckins(share=False))),
     Spec(("checkin",), "", "your check-in for the next session", M, _no_args(c.ShowCheckin())),
     Spec(("ask",), "<question>", "ask the group anonymously", M,
-         lambda a: c.AskQuestion(text=a.rest("question")), secret=True, fleeting=True),
+         lambda a: c.AskQuestion(text=a.rest("question")), secret=True),
     Spec(("questions", "review"), "", "pending anonymous questions to approve or return", F,
          _no_args(c.ReviewQuestions())),
     Spec(("questions",), "", "the anonymous questions released so far", M,

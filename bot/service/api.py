@@ -45,9 +45,9 @@ class Reply:
     #: Remove the command message where the platform allows it: it was seen by a channel, or
     #: it ties its sender to an anonymous question (a Matrix DM keeps it otherwise).
     withdraw: bool = False
-    #: Holds a secret tied to its reader (a question's code): show it only where it does not
-    #: stay beside their name (an ephemeral message, a form, or a direct message the adapter
-    #: removes after `FLEETING`), never in a lasting message.
+    #: Ties its reader to an anonymous question (a question's code, its fate, an upvote):
+    #: show it only where it does not stay beside their name (an ephemeral message, a form,
+    #: or a direct message the adapter removes after `FLEETING`), never in a lasting message.
     fleeting: bool = False
 
 

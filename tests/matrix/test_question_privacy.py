@@ -180,14 +180,16 @@ async def test_the_ask_is_redacted_at_once_and_the_code_after_ten_minutes(
         assert r.pending() == []
 
         # Every command about her question is withdrawn in the direct room too, whatever it
-        # answers, and a reply that holds no code stays.
+        # answers, and its answer (which tells that she asked) goes the same way as the code.
         retract = await ana.say(dm, f"!cohort retract {code}")
         answer = await ana.wait_for(lambda s: s.sender == r.user_id and s.room_id == dm
                                     and s.event_id != reply.event_id, what="the answer")
         assert redacted(await event(ana, dm, retract))
-        assert "removed in" not in answer.body
-        assert r.pending() == []
-        assert not redacted(await event(ana, dm, answer.event_id))
+        assert "withdrawn" in answer.body and "removed in" in answer.body
+        assert [e["event_id"] for e in r.pending()] == [answer.event_id]
+        r.clock.set(r.clock.now() + timedelta(minutes=11))
+        assert await platform.redact_due() == 0
+        assert redacted(await event(ana, dm, answer.event_id))
 
 
 async def test_pending_redactions_survive_a_restart(
