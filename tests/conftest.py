@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -152,11 +152,12 @@ class Harness:
         assert "facilitate" in await self.say("root", "cohort facilitators add @fay")
 
 
-@pytest.fixture
-async def harness(db_url: str) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def running_harness(db_url: str, **environ: str) -> AsyncIterator[Harness]:
     settings = load_settings(environ={
         "COHORTBOT_DATABASE__URL": db_url,
         "COHORTBOT_BOT__ADMINS": '["terminal:root"]',
+        **environ,
     })
     clock = SimulatedClock(START)
     messenger = RecordingMessenger()
@@ -165,6 +166,22 @@ async def harness(db_url: str) -> AsyncIterator[Harness]:
         yield Harness(app, messenger, clock)
     finally:
         await app.close()
+
+
+@pytest.fixture
+async def harness(db_url: str) -> AsyncIterator[Harness]:
+    """The core with its default settings, except the per-person command limit: tests send
+    dozens of commands within one simulated instant (the limit is tested on its own, with
+    `limited_harness`)."""
+    async with running_harness(db_url, COHORTBOT_BOT__COMMANDS_PER_MINUTE="1000000") as h:
+        yield h
+
+
+@pytest.fixture
+async def limited_harness(db_url: str) -> AsyncIterator[Harness]:
+    """The core with its default settings, flood limits included."""
+    async with running_harness(db_url) as h:
+        yield h
 
 
 def week(n: int) -> timedelta:

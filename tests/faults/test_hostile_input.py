@@ -287,8 +287,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'hostile.db'}"
     ensure_schema(url)
     clock, messenger = SimulatedClock(START), RecordingMessenger()
+    # (hypothesis sends hundreds of commands within one simulated instant)
     app = build(load_settings(environ={"COHORTBOT_DATABASE__URL": url,
-                                       "COHORTBOT_BOT__ADMINS": ADMINS}),
+                                       "COHORTBOT_BOT__ADMINS": ADMINS,
+                                       "COHORTBOT_BOT__COMMANDS_PER_MINUTE": "1000000"}),
                 clock=clock, messengers={"terminal": messenger})
     w = World(Harness(app, messenger, clock))
     try:

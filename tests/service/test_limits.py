@@ -8,7 +8,9 @@ from tests.conftest import Harness
 SLOW = "You are sending commands faster than I can take them"
 
 
-async def test_a_burst_is_fine_a_flood_is_refused_and_does_nothing(harness: Harness) -> None:
+async def test_a_burst_is_fine_a_flood_is_refused_and_does_nothing(
+        limited_harness: Harness) -> None:
+    harness = limited_harness
     await harness.setup_cohort()
     replies = [await harness.say("ana", "next") for _ in range(30)]
     assert all(r.startswith("Next session of Peer A") for r in replies)
@@ -21,7 +23,8 @@ async def test_a_burst_is_fine_a_flood_is_refused_and_does_nothing(harness: Harn
     assert "Asia/Tokyo" in await harness.say("ana", "tz Asia/Tokyo", channel=None)
 
 
-async def test_messages_to_others_are_limited_per_hour(harness: Harness) -> None:
+async def test_messages_to_others_are_limited_per_hour(limited_harness: Harness) -> None:
+    harness = limited_harness
     await harness.setup_cohort()
     # ana holds a role in the next session (the rotation's first: case-giver).
     asked = [await harness.say("ana", f"swap case-giver @{who}")
