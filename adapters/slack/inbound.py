@@ -1,4 +1,4 @@
-"""Slack payloads → `Invocation`s. Pure: no I/O, no SDK, no business rules.
+"""Slack payloads → `Invocation`s (and channel `Move`s). Pure: no I/O, no SDK, no business rules.
 
 Slack encodes the text of slash commands and messages: the user's own `&`, `<` and `>` arrive
 as `&amp;`, `&lt;` and `&gt;`, and what the client turned into markup arrives as control
@@ -133,6 +133,32 @@ def direct_message(body: JSON, *, command_word: str, tenant: str) -> Invocation 
         event_id=f"slack:ev:{event_id}" if event_id else None, seen_by_channel=False,
         kept=True, tenant=tenant,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A person left (or was removed from) a channel, or joined it."""
+
+    user: UserRef
+    place: ChannelRef
+    present: bool
+
+
+_MOVES = {"member_joined_channel": True, "member_left_channel": False}
+
+
+def move(event: JSON, *, bot_user: str | None) -> Move | None:
+    """A `member_joined_channel` / `member_left_channel` event (a person removed by someone
+    else arrives as `member_left_channel` too). None for the bot's own moves, for a
+    direct conversation, and for anything else."""
+    present = _MOVES.get(str(event.get("type")))
+    user, channel = event.get("user"), event.get("channel")
+    if present is None or not isinstance(user, str) or not user or user == bot_user:
+        return None
+    place = channel_ref(channel) if isinstance(channel, str) else None
+    if place is None:
+        return None
+    return Move(UserRef(PLATFORM, user), place, present)
 
 
 def action_channel(payload: JSON) -> str | None:

@@ -160,6 +160,8 @@ class Listeners:
         app.action(re.compile(".*"))(self.on_ack_only)  # e.g. radio buttons in a modal
         app.event("app_home_opened")(self.on_home_opened)
         app.event("message")(self.on_message)
+        app.event("member_left_channel")(self.on_moved)
+        app.event("member_joined_channel")(self.on_moved)
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_uninstalled)
         app.event(re.compile(".*"))(self.on_ignored_event)
@@ -390,6 +392,16 @@ class Listeners:
                       dm_channel=event.get("channel"), tenant=tenant)
         self.tasks.spawn(self._run(inv, where), what="direct message",
                          tell=self._teller(where))
+
+    async def on_moved(self, event: JSON, context: AsyncBoltContext) -> None:
+        """Someone left the channel, was removed from it, or joined it: the core suspends
+        or restores their membership of the cohort there, if any. The bot's own moves are
+        not a member's (Bolt lets them through for these two events)."""
+        found = inbound.move(event, bot_user=context.bot_user_id)
+        if found is None:
+            return
+        self.tasks.spawn(self.core.moved(found.user, found.place, self.clients.tenant(context),
+                                         present=found.present), what="channel membership")
 
     async def on_home_opened(self, event: JSON, context: AsyncBoltContext) -> None:
         if event.get("tab") != "home" or not event.get("user"):

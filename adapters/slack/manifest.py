@@ -21,10 +21,16 @@ BOT_SCOPES: dict[str, str] = {
     "channels:history": "check a public channel for an earlier copy before resending a "
                         "message whose post timed out (never posts twice)",
     "groups:history": "the same check in a private channel the bot was invited to",
+    "channels:read": "hear who leaves or joins a public cohort channel (member_left_channel, "
+                     "member_joined_channel)",
+    "groups:read": "the same in a private channel the bot was invited to",
 }
 BOT_EVENTS: dict[str, str] = {
     "app_home_opened": "show the App Home: your next session, your role, your actions",
     "message.im": "commands sent to the bot in a direct message",
+    "member_left_channel": "a member left or was removed from the cohort's channel: their "
+                           "membership waits until they are back",
+    "member_joined_channel": "a member is back in the cohort's channel",
     "app_uninstalled": "log it; with OAuth installs, delete the workspace's installation",
     "tokens_revoked": "log it; with OAuth installs, delete the workspace's installation",
 }

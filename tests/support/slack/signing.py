@@ -340,14 +340,36 @@ class SlackRequestBuilder:
             event["view"] = view
         return event
 
-    def member_joined_channel_event(self, *, user_id: str, channel_id: str,
-                                    inviter: str | None = None) -> JSON:
-        event: JSON = {"type": "member_joined_channel", "user": user_id, "channel": channel_id,
-                       "channel_type": "C", "team": self.team_id,
+    def _membership_event(self, kind: str, user_id: str, channel_id: str,
+                          enterprise_id: str | None) -> JSON:
+        channel_type = "C"
+        if self.fake is not None:
+            with self.fake._lock:
+                ch = self.fake.channels.get(channel_id)
+                if ch is not None and ch.is_private:
+                    channel_type = "G"
+        event: JSON = {"type": kind, "user": user_id, "channel": channel_id,
+                       "channel_type": channel_type, "team": self.team_id,
                        "event_ts": f"{time.time():.6f}"}
+        if enterprise_id:
+            event["enterprise"] = enterprise_id
+        return event
+
+    def member_joined_channel_event(self, *, user_id: str, channel_id: str,
+                                    inviter: str | None = None,
+                                    enterprise_id: str | None = None) -> JSON:
+        event = self._membership_event("member_joined_channel", user_id, channel_id,
+                                       enterprise_id)
         if inviter:
             event["inviter"] = inviter
         return event
+
+    def member_left_channel_event(self, *, user_id: str, channel_id: str,
+                                  enterprise_id: str | None = None) -> JSON:
+        """Someone left ``channel_id``, or was removed from it by someone else (Slack sends
+        the same event for both; ``channel_left`` is only ever the bot's own)."""
+        return self._membership_event("member_left_channel", user_id, channel_id,
+                                      enterprise_id)
 
     def url_verification(self, challenge: str | None = None, **signing: Any) -> SignedRequest:
         payload = {"token": self.verification_token,
