@@ -8,6 +8,18 @@ backs off up to a minute while the homeserver is unreachable and wakes the core 
 back; sends use the outbox id as transaction id, so a resend after a crash is deduplicated
 by the homeserver.
 
+Where replies go: a reply to a command typed in a shared room goes to the caller's direct
+room, and the room gets a one-line notice saying so, unless it is public (`Reply.private`
+is false) or a confirmation that reveals nothing private (`Reply.shareable`); commands tied
+to an anonymous question are withdrawn instead (no notice). A room is direct only while its
+members (joined or invited) are the bot and the one person it is direct with: checked when
+a command arrives. The bot's own direct rooms use the `private_chat` preset, where only the
+bot may invite; every direct room is kept in `m.direct`. When a third person joins a direct
+room, the bot stops treating it as one and tells the person, once, in a new direct room.
+
+Leaving: a member who leaves, is kicked or banned from a room that is not direct is reported
+to the core (`Core.moved`), and so is their coming back.
+
 Privacy of anonymous questions: a command that ties its sender to an anonymous question
 (`Reply.withdraw`) is redacted as soon as it is answered, in a direct room as in any other,
 where the bot's power level allows it. A reply that holds a secret of its reader
@@ -45,6 +57,7 @@ from nio import (
     MegolmEvent,
     ProfileGetResponse,
     RoomCreateResponse,
+    RoomMemberEvent,
     RoomMessagesResponse,
     RoomMessageText,
     RoomPreset,
@@ -60,7 +73,7 @@ from adapters.matrix.inbound import command_text
 from adapters.matrix.render import render
 from adapters.matrix.store import KEY_VARIABLE, restrict, seal, store_keys
 from bot import metrics
-from bot.chat.message import Text
+from bot.chat.message import Message, Text
 from bot.config import ConfigError, MatrixSettings
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import FLEETING, Core, Invocation, Reply
@@ -86,6 +99,12 @@ REDACT_CHECK = 60.0
 REDACT_RETRY = 30.0
 #: Redaction refusals that trying again will not change: the entry is given up.
 REDACT_GIVE_UP = ("M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_INVALID_PARAM")
+#: Said in a shared room, in reply to a command answered in the caller's direct room.
+ANSWERED_IN_DM = "I answered you in a direct message."
+#: Said in a new direct room to the person whose direct room someone else joined.
+NO_LONGER_DIRECT = ("Someone else joined the direct room I had with you, so I no longer "
+                    "treat it as private: I will write to you here from now on. Send commands "
+                    "about your anonymous questions here, not there.")
 
 
 class MatrixPlatform:
@@ -108,9 +127,9 @@ class MatrixPlatform:
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_COMMANDS)
-        self._direct: dict[str, str] = {}  # user id → the direct room with them
+        self._direct: dict[str, list[str]] = {}  # user id → the direct rooms with them
+        self._partner: dict[str, str] = {}  # direct room → the one person it is direct with
         self.creators = RoomCreators()  # room version ≥ 12: creators outrank power levels
-        self._direct_rooms: set[str] = set()
         self._dm_lock = asyncio.Lock()
         self._not_before = 0.0  # monotonic instant before which no send is attempted (429)
         self._send_lock = asyncio.Lock()
@@ -263,6 +282,7 @@ class MatrixPlatform:
         client.add_event_callback(self._on_message, RoomMessageText)
         client.add_event_callback(self._on_undecrypted, MegolmEvent)
         client.add_event_callback(self._on_invite, InviteMemberEvent)
+        client.add_event_callback(self._on_member, RoomMemberEvent)
         await self._load_direct_rooms(client)
         log.info("matrix: logged in as %s (device %s)", client.user_id, client.device_id)
         return client
@@ -315,7 +335,8 @@ class MatrixPlatform:
 
     async def _handle(self, room_id: str, event_id: str, sender: str, text: str) -> None:
         assert self._core is not None
-        channel = None if room_id in self._direct_rooms else ChannelRef(self.name, room_id)
+        direct = self._is_direct(room_id, sender)
+        channel = None if direct else ChannelRef(self.name, room_id)
         inv = Invocation(user=UserRef(self.name, sender), text=text, channel=channel,
                          event_id=f"matrix:{event_id}", seen_by_channel=channel is not None)
         try:
@@ -324,17 +345,26 @@ class MatrixPlatform:
             if withdraw:
                 # Answered: the command goes at once, before the replies are sent (in a
                 # direct room too: it ties its sender to an anonymous question).
-                await self._withdraw(room_id, event_id)
+                await self._withdraw(room_id, event_id, direct=direct)
+            elsewhere = False
             for reply in replies:
-                await self._reply(reply, room_id, None if withdraw else event_id, sender)
+                elsewhere |= await self._reply(reply, room_id, None if withdraw else event_id,
+                                               sender, direct=direct)
+            if elsewhere and not withdraw:
+                # (A withdrawn command gets no notice: it would stay beside its sender.)
+                await self.send_content(room_id, render(Message.of(ANSWERED_IN_DM),
+                                                        notice=True, reply_to=event_id))
         except Exception:
             ref = secrets.token_hex(4)
             log.exception("matrix: could not answer a command ref=%s", ref, extra={"ref": ref})
 
     async def _reply(self, reply: Reply, room_id: str, reply_to: str | None,
-                     sender: str) -> None:
-        """Send one reply to a command (`reply_to`: its event, unless it was withdrawn)."""
-        if reply.direct and room_id not in self._direct_rooms:
+                     sender: str, *, direct: bool) -> bool:
+        """Send one reply to a command (`reply_to`: its event, unless it was withdrawn);
+        True if it went to the sender's direct room instead of the room of the command.
+        Matrix has no replies only one person sees: typed in a shared room, only public
+        replies and shareable confirmations stay there."""
+        if not direct and (reply.direct or (reply.private and not reply.shareable)):
             target, reply_to = await self.direct_room(sender), None
         else:
             target = room_id
@@ -350,13 +380,14 @@ class MatrixPlatform:
             self.pending.add(Pending(room_id=target, event_id=sent,
                                      due=self.clock.now() + FLEETING))
             self._redact_poke.set()
+        return target != room_id
 
-    async def _withdraw(self, room_id: str, event_id: str) -> None:
+    async def _withdraw(self, room_id: str, event_id: str, *, direct: bool) -> None:
         if not await self._may_redact(room_id):
             log.info("matrix: cannot redact in %s (power level too low)", room_id)
             return
         # No reason in a direct room: a reason stays in the redaction event.
-        reason = None if room_id in self._direct_rooms else "sent where everyone can see"
+        reason = None if direct else "sent where everyone can see"
         await self._redact(room_id, event_id, reason=reason)
 
     async def _may_redact(self, room_id: str) -> bool:
@@ -460,27 +491,89 @@ class MatrixPlatform:
         if event.content.get("is_direct"):
             await self._remember_direct(event.sender, room.room_id)
 
+    async def _on_member(self, room: MatrixRoom, event: RoomMemberEvent) -> None:
+        """Someone joined, left, was kicked or banned: a third person in a direct room ends
+        it; in any other room, the core learns who left it or came back."""
+        client = self._client()
+        user = event.state_key
+        if user == client.user_id or event.server_timestamp < self._started_ms:
+            return
+        partner = self._partner.get(room.room_id)
+        if partner is not None:
+            if user != partner and event.membership in ("join", "invite"):
+                await self._no_longer_direct(room.room_id, partner)
+            return
+        if event.membership in ("leave", "ban"):
+            present = False
+        elif event.membership == "join" and event.prev_membership != "join":
+            present = True
+        else:
+            return  # an invite, or a change of name or avatar
+        assert self._core is not None
+        try:
+            await self._core.moved(UserRef(self.name, user), ChannelRef(self.name, room.room_id),
+                                   self.name, present=present)
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("matrix: could not record a membership change ref=%s", ref,
+                          extra={"ref": ref})
+
     # ------------------------------------------------------------------ direct rooms
+
+    def _is_direct(self, room_id: str, sender: str) -> bool:
+        """Whether a command from `sender` in `room_id` was sent in a direct room: one kept as
+        direct with them, whose only members (joined or invited) are the bot and them."""
+        if self._partner.get(room_id) != sender:
+            return False
+        client = self._client()
+        room = client.rooms.get(room_id)
+        return room is not None and set(room.users) == {client.user_id, sender}
+
+    async def _no_longer_direct(self, room_id: str, partner: str) -> None:
+        """Someone else is in the direct room with `partner`: it is a room like any other
+        from now on, and `partner` is told so in a new direct room."""
+        del self._partner[room_id]
+        rooms = self._direct.get(partner, [])
+        if room_id in rooms:
+            rooms.remove(room_id)
+        log.info("matrix: %s is no longer a direct room (a third person is in it)", room_id)
+        await self._save_direct()
+
+        async def tell() -> None:
+            try:
+                dm = await self.direct_room(partner)
+                await self.send_content(dm, render(Message.of(NO_LONGER_DIRECT)))
+            except Exception:
+                ref = secrets.token_hex(4)
+                log.exception("matrix: could not tell about a direct room ref=%s", ref,
+                              extra={"ref": ref})
+
+        self._spawn(tell())  # (not in the sync's callback: a new room waits for the sync)
 
     async def _load_direct_rooms(self, client: AsyncClient) -> None:
         self.requests += 1
         resp = await client.list_direct_rooms()
         if isinstance(resp, DirectRoomsResponse):
             for user_id, rooms in resp.rooms.items():
-                if rooms:
-                    self._direct[user_id] = rooms[-1]
-                    self._direct_rooms.update(rooms)
+                self._direct[user_id] = list(rooms)
+                for room_id in rooms:
+                    self._partner[room_id] = user_id
 
     async def direct_room(self, user_id: str) -> str:
-        """The direct room with `user_id`, created (and recorded in `m.direct`) if need be."""
+        """The direct room with `user_id`, created (and recorded in `m.direct`) if need be:
+        the latest one whose only members (joined or invited) are the bot and them."""
         async with self._dm_lock:
-            room_id = self._direct.get(user_id)
             client = self._client()
-            if room_id is not None and room_id in client.rooms:
-                return room_id
+            for room_id in reversed(self._direct.get(user_id, [])):
+                room = client.rooms.get(room_id)
+                if room is not None and set(room.users) == {client.user_id, user_id}:
+                    return room_id
             self.requests += 1
             resp = await client.room_create(
-                is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
+                # private_chat: the member gets no power (trusted_private_chat would give
+                # them the creator's), and only the bot may invite anyone else.
+                is_direct=True, invite=[user_id], preset=RoomPreset.private_chat,
+                power_level_override={"invite": 100},
                 initial_state=[{"type": "m.room.encryption", "state_key": "",
                                 "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
             )
@@ -493,12 +586,16 @@ class MatrixPlatform:
             return str(resp.room_id)
 
     async def _remember_direct(self, user_id: str, room_id: str) -> None:
-        self._direct[user_id] = room_id
-        self._direct_rooms.add(room_id)
+        rooms = self._direct.setdefault(user_id, [])
+        if room_id not in rooms:
+            rooms.append(room_id)
+        self._partner[room_id] = user_id
+        await self._save_direct()
+
+    async def _save_direct(self) -> None:
+        """`m.direct`: every direct room with each person."""
         client = self._client()
-        mapping: dict[str, list[str]] = {}
-        for user, room in self._direct.items():
-            mapping.setdefault(user, []).append(room)
+        mapping = {user: list(rooms) for user, rooms in self._direct.items() if rooms}
         path = Api._build_path(["user", client.user_id, "account_data", "m.direct"])
         self.requests += 1
         await client.send("PUT", path, json.dumps(mapping),

@@ -189,6 +189,11 @@ class Spec:
     def name(self) -> str:
         return " ".join(self.words)
 
+    @property
+    def shareable(self) -> bool:
+        """Its confirmation reveals nothing private (see `Reply.shareable`)."""
+        return self.name in SHAREABLE
+
     def usage(self, word: str) -> str:
         return f"{word} {self.name}{' ' + self.args if self.args else ''}"
 
@@ -385,6 +390,16 @@ def _help(a: Args) -> c.Command:
 
 
 M, F, A, ANY = Role.MEMBER, Role.FACILITATOR, Role.ADMIN, Role.ANYONE
+
+#: The setup and facilitator actions whose confirmation reveals nothing private: a platform
+#: without ephemeral replies may show it where the command was typed (`Reply.shareable`).
+SHAREABLE = frozenset({
+    "cohort create", "cohort link", "cohort schedule", "cohort members add",
+    "cohort members remove", "cohort facilitators add", "cohort facilitators remove",
+    "cohort roles", "cohort reminders", "cohort set", "cohort pause", "cohort resume",
+    "cohort archive", "prompt", "release", "session start", "session next", "session end",
+    "session cancel", "session move", "session add", "rotation assign",
+})
 
 #: The grammar. Order matters only for help listings; matching takes the longest word run.
 COMMANDS: tuple[Spec, ...] = (

@@ -49,6 +49,9 @@ class Reply:
     #: show it only where it does not stay beside their name (an ephemeral message, a form,
     #: or a direct message the adapter removes after `FLEETING`), never in a lasting message.
     fleeting: bool = False
+    #: A confirmation that reveals nothing private (a setup or facilitator action): a
+    #: platform without ephemeral replies may show it where the command was typed.
+    shareable: bool = False
 
 
 #: How long a fleeting reply may stay where the platform keeps it (a Matrix DM).

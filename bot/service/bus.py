@@ -210,7 +210,8 @@ class Bot:
         if changed and self._on_change is not None:
             self._on_change()  # (a command that only reads leaves the scheduler alone)
         public = isinstance(parsed.command, c.CreateCohort | c.LinkCohort) and inv.channel
-        return [Reply(message=reply, private=not public, fleeting=secret, withdraw=secret)]
+        return [Reply(message=reply, private=not public, fleeting=secret, withdraw=secret,
+                      shareable=parsed.spec.shareable)]
 
     async def _guard(self, event_id: str) -> str | None:
         """Record a secret command's event, to drop its redeliveries, in a transaction of its

@@ -17,6 +17,7 @@ from typing import Any
 
 from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
 
+from adapters.matrix.platform import ANSWERED_IN_DM
 from tests.e2e.conftest import COHORTBOT
 from tests.support.planting import Planted, plant
 from tests.support.synapse import RegisteredUser, SynapseServer
@@ -208,6 +209,52 @@ def from_bot(bot: BotProcess, room_id: str | None = None, *, contains: str = "",
                 and contains in s.body
                 and (notice is None or (s.content.get("msgtype") == "m.notice") == notice))
     return check
+
+
+def replying_to(bot: BotProcess, room_id: str, event_id: str) -> Callable[[Seen], bool]:
+    """The bot's messages in `room_id` that reply to `event_id`."""
+    def check(s: Seen) -> bool:
+        relates = s.content.get("m.relates_to") or {}
+        return (from_bot(bot, room_id)(s)
+                and (relates.get("m.in_reply_to") or {}).get("event_id") == event_id)
+    return check
+
+
+def elsewhere(bot: BotProcess, room_id: str, *, contains: str = "",
+              notice: bool | None = None) -> Callable[[Seen], bool]:
+    """The bot's messages anywhere but in `room_id` (in a direct room)."""
+    def check(s: Seen) -> bool:
+        return from_bot(bot, contains=contains, notice=notice)(s) and s.room_id != room_id
+    return check
+
+
+async def command(member: Member, bot: BotProcess, room_id: str, text: str,
+                  timeout: float = 30) -> tuple[str, Seen]:
+    """Type `text` in `room_id`: the command's event id, and the bot's answer wherever it
+    went. In the room, as a reply to the command; or in a direct room, and then the room has
+    a notice saying so (the member joins the direct rooms the bot opens)."""
+    member.join_invites_from.add(bot.user_id)
+    mark = len(member.seen)
+    sent = await member.say(room_id, text)
+    here = await member.wait_for(replying_to(bot, room_id, sent), timeout=timeout,
+                                 what=f"the answer to {text!r}")
+    if here.body != ANSWERED_IN_DM:
+        return sent, here
+
+    def later(s: Seen) -> bool:  # (in their direct room, not in another shared room)
+        room = member.client.rooms.get(s.room_id)
+        return (elsewhere(bot, room_id)(s) and room is not None
+                and set(room.users) == {member.user_id, bot.user_id}
+                and any(s is x for x in member.seen[mark:]))
+
+    return sent, await member.wait_for(later, timeout=timeout,
+                                       what=f"the DM answer to {text!r}")
+
+
+async def answer(member: Member, bot: BotProcess, room_id: str, text: str,
+                 timeout: float = 30) -> Seen:
+    """The bot's answer to `text` typed in `room_id`, wherever it went (see `command`)."""
+    return (await command(member, bot, room_id, text, timeout))[1]
 
 
 async def plant_prompts(db: Path, slug: str, due: list[datetime], tag: str) -> None:

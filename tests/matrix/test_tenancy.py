@@ -12,14 +12,13 @@ no such cohort, and Peer N's rows do not change. A restart changes none of it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 from nio import RoomCreateResponse
 
 from bot.chat.grammar import COMMANDS, Role, Spec
 from tests.faults.test_authorization import invocation_text, refusal
-from tests.matrix.support import BotProcess, Member, Seen, from_bot
+from tests.matrix.support import BotProcess, Member, answer, from_bot
 from tests.support.matrix_fixtures import ClientFactory
 from tests.support.synapse import SynapseServer
 
@@ -46,14 +45,6 @@ def _matrix_text(spec: Spec, server: str) -> str:
     """The matrix's example for `spec`, its people named as Matrix users."""
     return " ".join(f"{w}:{server}" if w.startswith("@") else w
                     for w in invocation_text(spec).split(" "))
-
-
-def _answer_to(bot: BotProcess, room: str, event_id: str) -> Callable[[Seen], bool]:
-    def check(s: Seen) -> bool:
-        relates = s.content.get("m.relates_to") or {}
-        return (from_bot(bot, room)(s)
-                and (relates.get("m.in_reply_to") or {}).get("event_id") == event_id)
-    return check
 
 
 async def test_power_in_another_room_gives_nothing_over_a_cohort(
@@ -98,36 +89,30 @@ async def test_power_in_another_room_gives_nothing_over_a_cohort(
         cells = [spec for spec in COMMANDS if not spec.secret and spec.role > Role.ANYONE]
         for version, room in rooms.items():
             for spec in cells:
-                # One at a time: a sync shows a room's latest events only.
-                sent = await fay.say(room, "!cohort --cohort peer-n "
+                # One at a time: a sync shows a room's latest events only. (A refusal
+                # is answered in her direct room.)
+                reply = await answer(fay, bot, room, "!cohort --cohort peer-n "
                                      + _matrix_text(spec, synapse.server_name))
-                reply = await fay.wait_for(_answer_to(bot, room, sent),
-                                           what=f"the answer to {spec.name!r} in v{version}")
                 first = reply.body.split("\n")[0]
                 assert first == refusal(spec, "Peer N"), (version, spec.name, reply.body)
 
-            listed = await fay.say(room, "!cohort cohort list")
-            reply = await fay.wait_for(_answer_to(bot, room, listed))
+            reply = await answer(fay, bot, room, "!cohort cohort list")
             assert f"Fay {version}" in reply.body and "Peer N" not in reply.body, reply.body
-            linked = await fay.say(room, "!cohort cohort link peer-n")
-            reply = await fay.wait_for(_answer_to(bot, room, linked))
+            reply = await answer(fay, bot, room, "!cohort cohort link peer-n")
             assert reply.body.startswith("This channel is already linked to"), reply.body
         # An unlinked room of hers: linking Peer N there is refused as for an unknown id.
         spare = await _room(fay, [root.user_id], version="11")
         await root.wait_room(spare)
         await root.client.room_invite(spare, bot.user_id)
         await root.joined(spare, bot.user_id)
-        linked = await fay.say(spare, "!cohort cohort link peer-n")
-        reply = await fay.wait_for(_answer_to(bot, spare, linked))
-        unknown = await fay.say(spare, "!cohort cohort link nonesuch")
-        other = await fay.wait_for(_answer_to(bot, spare, unknown))
+        reply = await answer(fay, bot, spare, "!cohort cohort link peer-n")
+        other = await answer(fay, bot, spare, "!cohort cohort link nonesuch")
         assert reply.body == other.body.replace("nonesuch", "peer-n"), (reply.body, other.body)
         assert reply.body.startswith("No cohort has the id 'peer-n'"), reply.body
 
         assert _cohort_rows(bot.db, "peer-n") == before
         # The configured admin still rules Peer N from its room.
-        asked = await root.say(home, "!cohort cohort show")
-        shown = await root.wait_for(_answer_to(bot, home, asked))
+        shown = await answer(root, bot, home, "!cohort cohort show")
         assert shown.body.startswith("Peer N (id peer-n)"), shown.body
         assert ana.user_id in shown.body and fay.user_id not in shown.body
 
@@ -136,8 +121,7 @@ async def test_power_in_another_room_gives_nothing_over_a_cohort(
         bot.stop()
         bot.start()
         bot.wait_log("matrix: logged in", count=2)
-        asked = await fay.say(rooms["12"], "!cohort cohort show")
-        shown = await fay.wait_for(_answer_to(bot, rooms["12"], asked), timeout=60)
+        shown = await answer(fay, bot, rooms["12"], "!cohort cohort show", timeout=60)
         assert shown.body.startswith("Fay 12 (id fay-12)"), shown.body
     finally:
         bot.stop()
