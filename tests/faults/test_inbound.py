@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.matrix.support import BotProcess, Member, from_bot
+from tests.matrix.support import BotProcess, Member, answer, from_bot
 from tests.slack.conftest import running_bot
 from tests.slack.test_flows import setup_cohort
 from tests.support.matrix_fixtures import ClientFactory
@@ -86,10 +86,10 @@ async def test_matrix_events_seen_again_after_the_sync_token_is_lost_are_not_han
         await admin.wait_for(from_bot(bot, room, contains="Created Replay Circle"))
         await admin.say(room, f"!cohort cohort members add {ana.user_id}")
         await admin.wait_for(from_bot(bot, room, contains="Added"))
-        await ana.say(room, "!cohort action add Read chapter 3")
-        await ana.wait_for(from_bot(bot, room, contains="Action 1 recorded"))
-        await ana.say(room, "!cohort action done 1 read it")
-        await ana.wait_for(from_bot(bot, room, contains="done"))
+        # (answered in her direct room, with a one-line notice in the room)
+        assert "Action 1 recorded" in (await answer(ana, bot, room,
+                                                    "!cohort action add Read chapter 3")).body
+        assert "done" in (await answer(ana, bot, room, "!cohort action done 1 read it")).body
         bot.stop()
         await ana.sync()
         answered = sum(s.sender == bot.user_id for s in ana.seen)
@@ -101,14 +101,13 @@ async def test_matrix_events_seen_again_after_the_sync_token_is_lost_are_not_han
             assert db.execute("DELETE FROM synctokens").rowcount == 1
         bot.start()
         bot.wait_log("matrix: logged in", count=2)
-        await ana.say(room, "!cohort action list")
-        listed = await ana.wait_for(from_bot(bot, room, contains="Read chapter 3"),
-                                    what="the action list after the restart")
+        listed = await answer(ana, bot, room, "!cohort action list")
         await ana.sync()
     finally:
         bot.stop()
     replies = [s.body for s in ana.seen if s.sender == bot.user_id]
-    # One more answer (to `action list`) and nothing else: no command answered again.
-    assert len(replies) == answered + 1, replies[answered:]
+    # One more answer (to `action list`: the notice and the list) and nothing else: no
+    # command answered again.
+    assert len(replies) == answered + 2, replies[answered:]
     assert listed.body.count("Read chapter 3") == 1, listed.body
     assert "Traceback" not in bot.log()
