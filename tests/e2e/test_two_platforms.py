@@ -40,6 +40,7 @@ async def test_matrix_and_slack_in_one_process(
         await bot.post("Created *Slack Circle*", timeout=15)
         # Both cohorts are in the one database, each on its own platform, and each platform
         # is a tenant of its own: neither side's admin sees the other's cohort.
+        admin.join_invites_from.add(account.user_id)  # (the list comes in a direct room)
         await admin.say(room, "!cohort cohort list")
         listed = await admin.wait_for(lambda s: s.sender == account.user_id
                                       and s.body.startswith("Cohorts:"), what="the cohort list")
