@@ -24,6 +24,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import inbound, render, views
 from adapters.slack.replies import Replier, Where
@@ -181,16 +182,25 @@ class Listeners:
     async def _open(self, trigger_id: str | None, view: JSON, where: Where) -> bool:
         if not trigger_id:
             return False
+        return await self._form("open", where, lambda client: client.views_open(
+            trigger_id=trigger_id, view=view))
+
+    async def _form(self, what: str, where: Where,
+                    call: Callable[[AsyncWebClient], Awaitable[Any]]) -> bool:
+        """Open or update a form with `where`'s workspace token; False (logged) if Slack
+        would not."""
         try:
             client = await self.clients.client_for(where.tenant)
-            await client.views_open(trigger_id=trigger_id, view=view)
+            await call(client)
             return True
         except SlackApiError as e:
-            log.warning("slack: could not open a form (%s)", e.response.get("error"))
-            return False
+            why = str(e.response.get("error"))
         except DeliveryError as e:
-            log.warning("slack: could not open a form (%s)", e.reason)
-            return False
+            why = e.reason
+        except (TimeoutError, aiohttp.ClientError) as e:
+            why = type(e).__name__
+        log.warning("slack: could not %s a form (%s)", what, why)
+        return False
 
     async def _open_or_explain(self, trigger: str | None, view: JSON, where: Where,
                                usage: str) -> None:
@@ -328,17 +338,8 @@ class Listeners:
         await self.replier.fleeting(message, where)
 
     async def _update(self, view_id: str, view: JSON, where: Where) -> bool:
-        try:
-            client = await self.clients.client_for(where.tenant)
-            await client.views_update(view_id=view_id, view=view)
-            return True
-        except SlackApiError as e:
-            log.warning("slack: could not update a form (%s)", e.response.get("error"))
-        except DeliveryError as e:
-            log.warning("slack: could not update a form (%s)", e.reason)
-        except (TimeoutError, aiohttp.ClientError) as e:
-            log.warning("slack: could not update a form (%s)", type(e).__name__)
-        return False
+        return await self._form("update", where, lambda client: client.views_update(
+            view_id=view_id, view=view))
 
     async def on_action_add(self, ack: AsyncAck, body: JSON, view: JSON,
                             context: AsyncBoltContext) -> None:
