@@ -185,12 +185,20 @@ class BotSettings(BaseModel):
     #: Keep it out of database backups; several instances must share it. Unset: read from
     #: `question_secret_file`, else from a file beside the SQLite database (made on first
     #: start, mode 0600), else (PostgreSQL) a new one each start.
-    question_secret: SecretStr | None = Field(default=None, min_length=16)
+    question_secret: SecretStr | None = None
     question_secret_file: str | None = None
     #: Commands one person may send a minute; more get "slow down" and are not run.
     commands_per_minute: int = Field(default=30, ge=1, le=1_000_000)
     #: Messages one person's commands may send to other people an hour (swap requests, …).
     messages_to_others_per_hour: int = Field(default=5, ge=1, le=1000)
+
+    @field_validator("question_secret")
+    @classmethod
+    def _check_question_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (make one with 'cohortbot "
+                             "new-key')")
+        return value
 
     @field_validator("default_timezone")
     @classmethod

@@ -703,3 +703,10 @@ def test_secret_of_wrong_type_in_file_not_echoed(tmp_path: Path) -> None:
     path = write(tmp_path, "[matrix]\npassword = 1234567890\n")
     err = config_error(path, environ={})
     assert str(err) == "config error: matrix.password: must be a string"
+
+
+def test_a_short_question_secret_is_refused_without_showing_it() -> None:
+    err = config_error(environ={"COHORTBOT_BOT__QUESTION_SECRET": "tooshort"})
+    assert str(err) == ("config error: bot.question_secret: must be at least 16 characters "
+                        "(make one with 'cohortbot new-key') (from COHORTBOT_BOT__QUESTION_SECRET)")
+    assert "tooshort" not in str(err)
