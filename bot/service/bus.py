@@ -24,7 +24,7 @@ from bot.service import actions, cohorts, mydata, people, questions, sessions
 from bot.service.anonymity import Keys
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
 from bot.service.checkins import open_actions
-from bot.service.context import Ctx, Handler, Known, admin_over, queue_message
+from bot.service.context import Ctx, Handler, Known, admin_over, tell_facilitators
 from bot.service.limits import Limits
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
 from bot.service.turns import Turns
@@ -110,10 +110,8 @@ class Bot:
                     "left the channel of {}: until they are back, they get no roles, "
                     "reminders, messages or questions from it.")
             notice = Message.of(Mention(user), " " + what.format(cohort.name))
-            for f in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
-                if f.id != member.id:
-                    await queue_message(uow, notice, now=now, cohort=cohort,
-                                        key=f"moved:{uuid.uuid4().hex}", user=f.user)
+            await tell_facilitators(uow, cohort, notice, now=now,
+                                    key=f"moved:{uuid.uuid4().hex}", but=member.id)
             await uow.commit()
         if self._on_change is not None:
             self._on_change()

@@ -180,6 +180,16 @@ async def queue_message(
     return await uow.add_outbox(row)
 
 
+async def tell_facilitators(uow: UnitOfWork, cohort: Cohort, message: Message, *,
+                            now: datetime, key: str, late: bool = False,
+                            but: int | None = None) -> None:
+    """Queue `message` to each facilitator of `cohort` by DM (but not member id `but`)."""
+    for f in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
+        if f.id != but:
+            await queue_message(uow, message, now=now, cohort=cohort, key=key, user=f.user,
+                                late=late)
+
+
 async def admin_over(policy: Policy, directory: Directory, inv: Invocation,
                      place: ChannelRef | None) -> bool:
     """Whether the caller is an admin over `place` (a cohort's channel or room; None: the

@@ -8,9 +8,8 @@ from bot.chat import commands as c
 from bot.chat.grammar import find_specs, help_lines
 from bot.chat.message import Message, lines
 from bot.domain.model import Cohort, Member, Person, Question, RateCount, Swap, Upvote
-from bot.domain.refs import UserRef
 from bot.domain.timeparse import parse_zone
-from bot.service.context import Ctx, Handler, person_of, queue_message
+from bot.service.context import Ctx, Handler, person_of, tell_facilitators
 
 
 async def show_help(ctx: Ctx, cmd: c.Help) -> Message:
@@ -85,10 +84,8 @@ async def _tell_facilitators(ctx: Ctx, cohort: Cohort) -> None:
     """A notice that names no one: the rotation and the roster changed."""
     notice = Message.of(f"A member left {cohort.name} and had their data deleted. The "
                         "rotation goes on without them.")
-    key = f"forget:{uuid.uuid4().hex}"
-    for f in await ctx.uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
-        await queue_message(ctx.uow, notice, now=ctx.now, cohort=cohort, key=key,
-                            user=UserRef(f.platform, f.user_id))
+    await tell_facilitators(ctx.uow, cohort, notice, now=ctx.now,
+                            key=f"forget:{uuid.uuid4().hex}")
 
 
 HANDLERS: dict[type[c.Command], Handler] = {

@@ -29,10 +29,9 @@ from bot.chat.message import Action as Button
 from bot.chat.message import Message, Strong, Text, lines
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
-from bot.domain.model import Cohort, Member, Question, Upvote
-from bot.domain.refs import UserRef
+from bot.domain.model import Cohort, Question, Upvote
 from bot.service.anonymity import new_salt
-from bot.service.context import Ctx, Handler, queue_message
+from bot.service.context import Ctx, Handler, queue_message, tell_facilitators
 from bot.service.ports import UnitOfWork
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
@@ -127,9 +126,7 @@ async def scheduled_release(uow: UnitOfWork, cohort: Cohort, now: datetime, *, k
             f"back twice: alone, a question is easy to match to whoever was around when it "
             f"was asked. Post them anyway with {cmd('release confirm')}, or let them wait "
             "for more.")
-        for m in await uow.find(Member, cohort_id=cohort.id, is_facilitator=True):
-            await queue_message(uow, notice, now=now, cohort=cohort, key=f"{key}:held",
-                                user=UserRef(m.platform, m.user_id), late=late)
+        await tell_facilitators(uow, cohort, notice, now=now, key=f"{key}:held", late=late)
     return 0
 
 
