@@ -281,6 +281,17 @@ slack_installations = Table(
     Column("installed_at", UTCDateTime, nullable=False),
 )
 
+# The Matrix bot account's cross-signing identity: its public master key, and the three
+# private keys sealed with `[matrix] store_key` (see `adapters.matrix.cross_signing`), so
+# that every start and every instance signs its device with the same identity.
+matrix_cross_signing = Table(
+    "matrix_cross_signing", metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("master_key", String(64), nullable=False),
+    Column("sealed_keys", Text, nullable=False),  # a secret: never logged
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 MAPPING: dict[type[Any], Table] = {
     m.Cohort: cohorts,
     m.Member: members,
