@@ -215,18 +215,31 @@ def new_key() -> None:
 @click.option("--mode", type=click.Choice(["socket", "http"]), default=None,
               help="Socket Mode or HTTP request URLs (default: slack.mode from the config).")
 @click.option("--url", default=None,
-              help="HTTP mode: the public base URL Slack calls (…/slack/events is added).")
+              help="The public https:// base URL Slack calls (…/slack/events is added); "
+                   "needed in HTTP mode and with OAuth installs.")
 @click.pass_context
 def slack_manifest(ctx: click.Context, mode: str | None, url: str | None) -> None:
-    """Print a Slack app manifest (YAML) to create the app from."""
-    from adapters.slack.manifest import render_manifest
+    """Print a Slack app manifest (YAML) to create the app from. With OAuth installs
+    (slack.client_id set) it lists the redirect URL, <url>/slack/oauth_redirect."""
+    from adapters.slack.manifest import check_public_url, render_manifest
 
     settings = _settings(ctx)
     mode = mode or settings.slack.mode
+    oauth = settings.slack.client_id is not None
+    if url is not None:
+        try:
+            url = check_public_url(url)
+        except ValueError as e:
+            click.echo(f"cohortbot slack-manifest: --url: {e}", err=True)
+            sys.exit(2)  # as click's own usage errors
     if mode == "http" and not url:
         raise click.UsageError("--url is required with --mode http (where Slack sends "
                                "requests, e.g. https://bot.example.org).")
-    click.echo(render_manifest(mode=mode, url=url, command=settings.bot.command), nl=False)
+    if oauth and not url:
+        raise click.UsageError("--url is required with OAuth installs (slack.client_id is "
+                               "set): Slack sends installers back to <url>/slack/oauth_redirect.")
+    click.echo(render_manifest(mode=mode, url=url, command=settings.bot.command, oauth=oauth),
+               nl=False)
 
 
 async def _serve(settings: Settings) -> None:

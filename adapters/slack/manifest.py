@@ -2,13 +2,20 @@
 
 Paste it into "Create New App → From an app manifest". It asks for the fewest bot scopes the
 adapter uses; docs/slack.md says what each one is for. In HTTP mode every request URL is
-`<url>/slack/events`; in Socket Mode there is no URL and `socket_mode_enabled` is on.
+`<url>/slack/events`; in Socket Mode there is no URL and `socket_mode_enabled` is on. With
+OAuth installs (`slack.client_id` set) the manifest also lists `<url>/slack/oauth_redirect`,
+where Slack sends an installer back.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
+
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
 
 #: The bot scopes, each with the reason it is needed (docs/slack.md repeats these).
 BOT_SCOPES: dict[str, str] = {
@@ -36,12 +43,39 @@ BOT_EVENTS: dict[str, str] = {
 }
 
 
-def manifest(*, mode: str, url: str | None, command: str) -> dict[str, Any]:
+def check_public_url(url: str) -> str:
+    """The public base URL Slack calls, without a trailing slash; ValueError (a one-line
+    reason) unless it is an absolute https:// URL with a host and no query or fragment.
+    Slack accepts only HTTPS request and redirect URLs."""
+    text = url.strip()
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{url!r} is not a URL (e.g. https://bot.example.org)") from None
+    if parts.scheme.lower() != "https":
+        if parts.scheme.lower() == "http":
+            raise ValueError(f"{url!r} is not HTTPS: Slack calls only https:// URLs")
+        raise ValueError(f"{url!r} is not an https:// URL (e.g. https://bot.example.org)")
+    if not parts.hostname or any(c.isspace() for c in text):
+        raise ValueError(f"{url!r} has no valid host (e.g. https://bot.example.org)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r} must have no query (?…) or fragment (#…)")
+    return text.rstrip("/")
+
+
+def manifest(*, mode: str, url: str | None, command: str,
+             oauth: bool = False) -> dict[str, Any]:
+    """`oauth`: installs through OAuth (`slack.client_id` set); needs `url` in either mode,
+    for the redirect URL."""
     if mode not in ("socket", "http"):
         raise ValueError(f"mode must be 'socket' or 'http', not {mode!r}")
     if mode == "http" and not url:
         raise ValueError("http mode needs the public URL Slack sends requests to")
-    endpoint = url.rstrip("/") + "/slack/events" if mode == "http" and url else None
+    if oauth and not url:
+        raise ValueError("OAuth installs need the public URL Slack sends installers back to")
+    base = check_public_url(url) if url else None
+    endpoint = base + EVENTS_PATH if mode == "http" and base else None
     slash: dict[str, Any] = {
         "command": f"/{command}",
         "description": "Your peer-mentoring cohort: sessions, roles, actions, questions",
@@ -68,7 +102,10 @@ def manifest(*, mode: str, url: str | None, command: str) -> dict[str, Any]:
             "bot_user": {"display_name": "cohortbot", "always_online": True},
             "slash_commands": [slash],
         },
-        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
+        "oauth_config": {
+            **({"redirect_urls": [f"{base}{REDIRECT_PATH}"]} if oauth and base else {}),
+            "scopes": {"bot": list(BOT_SCOPES)},
+        },
         "settings": {
             "event_subscriptions": events,
             "interactivity": interactivity,
@@ -79,8 +116,8 @@ def manifest(*, mode: str, url: str | None, command: str) -> dict[str, Any]:
     }
 
 
-def render_manifest(*, mode: str, url: str | None, command: str) -> str:
-    return to_yaml(manifest(mode=mode, url=url, command=command))
+def render_manifest(*, mode: str, url: str | None, command: str, oauth: bool = False) -> str:
+    return to_yaml(manifest(mode=mode, url=url, command=command, oauth=oauth))
 
 
 def _scalar(value: Any) -> str:

@@ -48,7 +48,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.directory import SlackDirectory
 from adapters.slack.listeners import Background, Gate, Listeners
-from adapters.slack.manifest import BOT_SCOPES
+from adapters.slack.manifest import BOT_SCOPES, EVENTS_PATH, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.messenger import SlackMessenger
 from adapters.slack.replies import Replier
 from adapters.slack.workspaces import (
@@ -66,10 +66,7 @@ from bot.service.ports import SlackInstallations
 log = logging.getLogger(__name__)
 
 SLACK_API = "https://slack.com/api/"
-EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-INSTALL_PATH = "/slack/install"
-REDIRECT_PATH = "/slack/oauth_redirect"
 STATE_SECONDS = 600  # how long an OAuth `state` (one install attempt) stays valid
 FIRST_PAUSE = 1.0
 MAX_PAUSE = 300.0

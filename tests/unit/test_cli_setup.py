@@ -1,0 +1,89 @@
+"""The setup commands of the CLI: `slack-manifest` and `check-config` (without --live)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+
+TOKEN_KEY = "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg="  # 32 bytes, url-safe base64
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stray ./cohortbot.toml or COHORTBOT_* variable from wherever pytest was started."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("COHORTBOT_"):
+            monkeypatch.delenv(name)
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def oauth_config(tmp_path: Path) -> Path:
+    path = tmp_path / "oauth.toml"
+    path.write_text(f"[slack]\nclient_id = '123.456'\nclient_secret = 'abc'\n"
+                    f"token_key = '{TOKEN_KEY}'\n")
+    return path
+
+
+# ------------------------------------------------------------------ slack-manifest
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://bot.example.org", "'http://bot.example.org' is not HTTPS: Slack calls only "
+                               "https:// URLs"),
+    ("bot.example.org", "'bot.example.org' is not an https:// URL (e.g. https://bot.example.org)"),
+    ("https://", "'https://' has no valid host (e.g. https://bot.example.org)"),
+    ("https://bot.example.org:port", "'https://bot.example.org:port' is not a URL "
+                                     "(e.g. https://bot.example.org)"),
+    ("https://bot.example.org/?a=b", "'https://bot.example.org/?a=b' must have no query (?…) "
+                                     "or fragment (#…)"),
+])
+def test_slack_manifest_refuses_a_url_slack_would_not_call(url: str, reason: str) -> None:
+    code, out, err = cli("slack-manifest", "--mode", "http", "--url", url)
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [f"cohortbot slack-manifest: --url: {reason}"]
+
+
+def test_slack_manifest_takes_an_https_url() -> None:
+    code, out, _ = cli("slack-manifest", "--mode", "http", "--url", "https://bot.example.org/")
+    assert code == 0
+    assert "      url: \"https://bot.example.org/slack/events\"" in out.splitlines()
+    assert "redirect_urls" not in out  # no OAuth configured
+
+
+def test_slack_manifest_with_oauth_lists_the_redirect_url(tmp_path: Path) -> None:
+    from adapters.slack.manifest import REDIRECT_PATH
+
+    config = oauth_config(tmp_path)
+    code, out, _ = cli("--config", str(config), "slack-manifest", "--url",
+                       "https://bot.example.org")
+    assert code == 0
+    lines = out.splitlines()
+    i = lines.index("oauth_config:")
+    assert lines[i + 1:i + 3] == [
+        "  redirect_urls:", f'    - "https://bot.example.org{REDIRECT_PATH}"']
+    assert REDIRECT_PATH == "/slack/oauth_redirect"
+    # Socket Mode: still no request URL, but the redirect is there.
+    assert "  socket_mode_enabled: true" in lines
+    assert not any("request_url" in line for line in lines)
+
+
+def test_slack_manifest_with_oauth_needs_the_url(tmp_path: Path) -> None:
+    code, out, err = cli("--config", str(oauth_config(tmp_path)), "slack-manifest")
+    assert code == 2
+    assert out == ""
+    assert "--url is required with OAuth installs" in err
+    assert "Traceback" not in err
