@@ -130,3 +130,8 @@ def lines(items: Iterable[Message | str]) -> Message:
         out.extend(msg.parts)
         actions.extend(msg.actions)
     return Message(tuple(out), tuple(actions))
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """"1 session", "2 sessions", "0 sessions": a count with its noun, never "session(s)"."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"

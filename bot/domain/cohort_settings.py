@@ -39,7 +39,20 @@ class CohortSettings:
     #: A scheduled batch is posted only with at least this many questions (cover in numbers).
     min_batch: int = 2
     moderation: bool = False
-    phases: tuple[tuple[str, int], ...] = DEFAULT_PHASES
+    #: Set with `cohort set phases`; empty: the default phases, stretched to each session.
+    phases: tuple[tuple[str, int], ...] = ()
+
+    def session_phases(self, duration_min: int) -> tuple[tuple[str, int], ...]:
+        """The phases of a session of `duration_min`: as set, or the defaults scaled so that
+        they fill the session (the consultation takes what rounding leaves)."""
+        if self.phases:
+            return self.phases
+        total = sum(m for _, m in DEFAULT_PHASES)
+        scaled = [(n, max(1, round(m * duration_min / total))) for n, m in DEFAULT_PHASES]
+        longest = max(range(len(scaled)), key=lambda i: scaled[i][1])
+        name, minutes = scaled[longest]
+        scaled[longest] = (name, max(1, minutes + duration_min - sum(m for _, m in scaled)))
+        return tuple(scaled)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -60,6 +73,8 @@ class CohortSettings:
             value = data[f.name]
             if f.name == "phases":
                 value = tuple((str(n), int(m)) for n, m in value)
+                if value == DEFAULT_PHASES:  # (stored by older versions without being set)
+                    value = ()
             kwargs[f.name] = value
         return replace(base, **kwargs)
 
@@ -96,6 +111,8 @@ def _batch(text: str) -> int:
 
 def _phases(text: str) -> tuple[tuple[str, int], ...]:
     # "casting=5m, case report=10m, ..." keeps names readable and durations explicit.
+    if text.strip().lower() == "default":
+        return ()
     out: list[tuple[str, int]] = []
     for chunk in text.split(","):
         name, sep, dur = chunk.partition("=")
@@ -133,7 +150,8 @@ SETTING_KEYS: tuple[SettingKey, ...] = (
     SettingKey("moderation", "moderation", _bool,
                "on: a facilitator approves each anonymous question first"),
     SettingKey("phases", "phases", _phases,
-               "session phases, e.g. 'casting=5m, case report=10m, consultation=25m'"),
+               "session phases, e.g. 'casting=5m, case report=10m, consultation=25m', or "
+               "'default'"),
 )
 
 SETTING_NAMES = tuple(k.name for k in SETTING_KEYS)
@@ -165,6 +183,9 @@ def describe_setting(settings: CohortSettings, key: str) -> str:
             if spec.field.endswith("_min"):
                 return format_duration(timedelta(minutes=value))
             if spec.field == "phases":
+                if not value:
+                    return ("default (" + ", ".join(n for n, _ in DEFAULT_PHASES)
+                            + "), stretched to the session's length")
                 return ", ".join(f"{n}={m}m" for n, m in value)
             if isinstance(value, bool):
                 return "on" if value else "off"

@@ -22,6 +22,9 @@ from bot.domain.cohort_settings import CohortSettings
 ANNOUNCE, REMINDER, CHECKIN, NUDGE, SUMMARY, RELEASE, PROMPT, PHASE, POST = (
     "announce", "reminder", "checkin", "nudge", "summary", "release", "prompt", "phase", "post",
 )
+#: What the planner derives from a session and its cohort's settings, and so may void and plan
+#: again after a change. A prompt is a facilitator's own words queued for a session: it stays.
+DERIVED = (ANNOUNCE, REMINDER, CHECKIN, NUDGE, SUMMARY, RELEASE, PHASE, POST)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bot.chat import commands as c
-from bot.chat.message import Message, Strong, When, lines
+from bot.chat.message import Message, Strong, When, lines, plural
 from bot.domain.model import Action
 from bot.service.checkins import ANSWER_WORDS, open_actions, tally
-from bot.service.cohort_state import next_session, roster
+from bot.service.cohort_state import load_roster, next_session
 from bot.service.context import Ctx, Handler
 
 MAX_OPEN = 3
@@ -88,12 +88,18 @@ async def share_checkins(ctx: Ctx, cmd: c.ShareCheckins) -> Message:
 
 async def show_summary(ctx: Ctx, cmd: c.ShowSummary) -> Message:
     """The facilitator's view before the session: counts, and the lines members share."""
-    result = await tally(ctx.uow, await roster(ctx.uow, ctx.cohort), unanswered="no answer yet")
+    co = ctx.cohort
+    team = await load_roster(ctx.uow, co)
+    session = await next_session(ctx.uow, co, ctx.now)
+    here = ({m.id for m in team.present(session, co.zone)} if session is not None
+            else {m.id for m in team.members})
+    result = await tally(ctx.uow, team.members, unanswered="no answer yet",
+                         away={m.id for m in team.members} - here)
     if not result.total:
-        return Message.of(f"No open actions in {ctx.cohort.name} yet.")
+        return Message.of(f"No open actions in {co.name} yet.")
     return lines([
         Message.of(Strong("Check-in so far"),
-                   f": {result.total} open action(s) — {result.breakdown()}."),
+                   f": {plural(result.total, 'open action')} — {result.breakdown()}."),
         *result.shared,
     ])
 

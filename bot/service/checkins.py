@@ -3,7 +3,7 @@ facilitator's `summary` command report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,15 +23,18 @@ class Tally:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys([*ANSWER_WORDS, "none"],
                                                                           0))
     shared: list[Message] = field(default_factory=list)  # lines of members who share
+    #: Unanswered actions of members who are away for the session: excused, not missing.
+    excused: int = 0
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.counts.values()) + self.excused
 
     def breakdown(self) -> str:
         c = self.counts
         return (f"{c['done']} done, {c['partly']} partly, {c['notyet']} not yet, "
-                f"{c['dropped']} dropped, {c['none']} without an answer")
+                f"{c['dropped']} dropped, {c['none']} without an answer"
+                + (f", {self.excused} excused (away)" if self.excused else ""))
 
 
 async def tally(
@@ -42,14 +45,19 @@ async def tally(
     unanswered: str = "no answer",
     with_notes: bool = False,
     each: Callable[[Member, Action, str], None] | None = None,
+    away: Collection[int] = (),
 ) -> Tally:
     """Count the answers on members' open actions (created before `before`, if given), and
     collect the lines of members who share theirs. `each(member, action, answer)` sees every
-    counted action before anything about it changes."""
+    counted action before anything about it changes. An unanswered action of a member in
+    `away` (ids) is excused: counted apart, and left open as it is."""
     out = Tally()
     for m in members:
         for a in await open_actions(uow, m.id):
             if before is not None and a.created_at >= before:
+                continue
+            if a.answer is None and m.id in away:
+                out.excused += 1
                 continue
             answer = a.answer or "none"
             out.counts[answer] += 1

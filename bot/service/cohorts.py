@@ -19,6 +19,7 @@ from bot.domain.cohort_settings import (
 )
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member
+from bot.domain.planning import DERIVED
 from bot.domain.refs import UserRef
 from bot.domain.schedule import Schedule, describe, parse_schedule_spec
 from bot.domain.timeparse import format_duration
@@ -160,8 +161,10 @@ async def _replan(ctx: Ctx, cohort: Cohort, *, drop_future: bool = False) -> Non
     future = await ctx.uow.sessions_between(cohort.id, ctx.now, ctx.now + timedelta(days=800),
                                             include_cancelled=True)
     for s in future:
-        await ctx.uow.void_pending(session_id=s.id)
-        if drop_future and s.origin == "schedule":
+        gone = drop_future and s.origin == "schedule"
+        # (queued prompts keep their session unless the session itself goes)
+        await ctx.uow.void_pending(session_id=s.id, kinds=None if gone else DERIVED)
+        if gone:
             await ctx.uow.delete(s)
     await ctx.uow.flush()
     await plan_cohort(ctx.uow, cohort, ctx.now, ctx.policy)

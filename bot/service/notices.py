@@ -164,8 +164,9 @@ async def summary(f: Firing) -> None:
             a.status = answer
         a.answer, a.note = None, None
 
+    here = {m.id for m in team.present(session, f.cohort.zone)}
     result = await tally(f.uow, team.members, before=session.starts_at, with_notes=True,
-                         each=review)
+                         each=review, away={m.id for m in team.members} - here)
     session.summarised = True
     if not result.total:
         return
@@ -190,10 +191,11 @@ async def phase(f: Firing) -> None:
     assert session is not None
     if session.phase is None or session.phase_run != f.notice.payload.get("run"):
         return  # the facilitator moved on or ended the session since this was planned
-    settings = CohortSettings.from_json(f.cohort.settings)
+    phases = CohortSettings.from_json(f.cohort.settings).session_phases(session.duration_min)
     index = int(f.notice.payload["phase"])
-    session.phase = None if index >= len(settings.phases) else index
-    await f.to_channel(phase_message(settings.phases, index))
+    session.phase = None if index >= len(phases) else index
+    await f.to_channel(phase_message(phases, index, roles=f.cohort.roles,
+                                     add_action=f.cmd("action add <text>")))
 
 
 FIRE: dict[str, Callable[[Firing], Awaitable[None]]] = {

@@ -23,13 +23,15 @@ from bot.domain.model import (
     Session,
     Swap,
 )
-from bot.domain.planning import PHASE, PROMPT, phase_notices
-from bot.domain.timeparse import to_utc
+from bot.domain.planning import DERIVED, PHASE, PROMPT, phase_notices
+from bot.domain.timeparse import format_local, to_utc
 from bot.service.cohort_state import (
     Cast,
     casts,
     current_or_next,
+    ensure_sessions,
     fix_cast,
+    load_roster,
     local_day,
     next_session,
     resolve_day,
@@ -190,7 +192,12 @@ async def request_swap(ctx: Ctx, cmd: c.RequestSwap) -> Message:
         raise ctx.fail("You cannot swap with yourself.")
     session, cast = await _cast_for_next(ctx)
     if cast.roles.get(cmd.role) != me.id:
-        raise ctx.fail(f"You do not hold {cmd.role} in the next session.")
+        mine = cast.role_of(me.id)
+        held = (f"you hold {', '.join(mine)}" if mine else "you hold no role then")
+        raise ctx.fail(f"You do not hold {cmd.role} in the next session ({held}).")
+    if other.id not in cast.present:
+        raise ctx.fail(f"{cmd.other.id[:40]} is away for the next session and cannot take "
+                       f"{cmd.role}; ask someone who is there.")
     for old in await ctx.uow.find(Swap, from_member=me.id, status="pending"):
         old.status = "declined"
     ctx.uow.add(Swap(session_id=session.id, role=cmd.role, from_member=me.id,
@@ -224,6 +231,18 @@ async def answer_swap(ctx: Ctx, cmd: c.AnswerSwap) -> Message:
         await ctx.post(Message.of(Mention(me.user), f" declined to take {swap.role}."),
                        user=requester.user)
         return Message.of("Declined. Nothing changed.")
+    team = await load_roster(ctx.uow, co)
+    if me.id not in {m.id for m in team.present(session, co.zone)}:
+        # (closed and saved, like any swap that can no longer happen; both sides are told)
+        swap.status = "declined"
+        await ctx.post(Message.of(Mention(me.user), " is away for the session on ",
+                                  When(session.starts_at, co.zone),
+                                  f" and cannot take {swap.role}: the swap is off, the role "
+                                  "is still yours."), user=requester.user)
+        return Message.of("You are away for that session, so you cannot take a role in it: "
+                          f"the swap is off, and {swap.role} stays with ", Mention(requester.user),
+                          ". (Say you are there after all with ",
+                          ctx.cmd("back <date>"), ".)")
     current = {a.role: a.member_id for a in await ctx.uow.find(Assignment, session_id=session.id)}
     if current.get(swap.role) != requester.id:
         swap.status = "declined"
@@ -273,8 +292,12 @@ async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
     if to <= ctx.now:
         raise ctx.fail("That time is in the past.")
     old = session.starts_at
-    await ctx.uow.void_pending(session_id=session.id)
+    await ctx.uow.void_pending(session_id=session.id, kinds=DERIVED)
     session.starts_at, session.rev = to, session.rev + 1
+    for queued in await ctx.uow.find(Notification, session_id=session.id, kind=PROMPT,
+                                     status="pending"):  # prompts move with their session
+        queued.due_at = to
+        queued.stale_at = to + timedelta(minutes=session.duration_min)
     await ctx.uow.flush()
     await plan_session(ctx.uow, co, session, ctx.now)
     await ctx.post(Message.of(Strong(f"{co.name}: a session moved"), " from ",
@@ -292,6 +315,14 @@ async def add_session(ctx: Ctx, cmd: c.AddSession) -> Message:
         from bot.domain.schedule import Schedule
 
         duration = int(Schedule.from_json(co.schedule).duration.total_seconds() // 60)
+    # A slot that is taken (or a session that would overlap one) would be listed and reminded
+    # twice: refuse it, and say which session is there.
+    end = at + timedelta(minutes=duration)
+    await ensure_sessions(ctx.uow, co, ctx.now, end + timedelta(days=1))
+    for other in await ctx.uow.sessions_between(co.id, at - timedelta(days=1), end):
+        if other.starts_at < end and at < other.starts_at + timedelta(minutes=other.duration_min):
+            raise ctx.fail("There is already a session then: "
+                           f"{format_local(other.starts_at, ZoneInfo(co.zone))}.")
     session = Session(cohort_id=co.id, starts_at=at, duration_min=duration, origin="added")
     ctx.uow.add(session)
     await ctx.uow.flush()
@@ -329,11 +360,13 @@ async def _running(ctx: Ctx) -> Session:
 
 
 async def _phase_from(ctx: Ctx, session: Session, index: int) -> None:
-    phases = CohortSettings.from_json(ctx.cohort.settings).phases
+    phases = CohortSettings.from_json(ctx.cohort.settings).session_phases(session.duration_min)
     await ctx.uow.void_pending(session_id=session.id, kinds=[PHASE])
     session.phase_run += 1
     session.phase = index if index < len(phases) else None
-    await ctx.post(phase_message(phases, index), key=f"phase:{session.id}:{session.phase_run}:now")
+    await ctx.post(phase_message(phases, index, roles=ctx.cohort.roles,
+                                 add_action=ctx.cmd("action add <text>")),
+                   key=f"phase:{session.id}:{session.phase_run}:now")
     if index >= len(phases):
         return
     for n in phase_notices(session_id=session.id, run=session.phase_run, start_phase=index,
@@ -364,7 +397,7 @@ async def session_end(ctx: Ctx, cmd: c.SessionEnd) -> Message:
     session = await _running(ctx)
     if session.phase is None:
         raise ctx.fail("No session is running.")
-    phases = CohortSettings.from_json(ctx.cohort.settings).phases
+    phases = CohortSettings.from_json(ctx.cohort.settings).session_phases(session.duration_min)
     await _phase_from(ctx, session, len(phases))
     return Message.of("Session ended.")
 
