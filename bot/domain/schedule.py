@@ -38,6 +38,7 @@ from bot.domain.timeparse import (
     parse_zone,
     quote_input,
     to_utc,
+    zone_by_name,
 )
 
 __all__ = [
@@ -125,10 +126,9 @@ class Schedule:
     dates: tuple[datetime, ...] = field(default=())  # explicit naive local wall times
 
     def __post_init__(self) -> None:
-        try:
-            canonical = parse_zone(self.zone).key
-        except UserError:
-            canonical = None
+        # (a lookup, not `parse_zone`: a zone stored before abbreviations were refused loads)
+        found = zone_by_name(self.zone)
+        canonical = found.key if found is not None else None
         if canonical != self.zone:
             raise ValueError(f"zone must be a canonical IANA name, got {self.zone!r}")
         if not timedelta(0) < self.duration <= MAX_DURATION or self.duration.microseconds:

@@ -33,6 +33,7 @@ __all__ = [
     "parse_zone",
     "quote_input",
     "to_utc",
+    "zone_by_name",
 ]
 
 MIN_YEAR = 2000
@@ -165,20 +166,86 @@ def _zone_names() -> dict[str, str]:
     return names
 
 
+#: Abbreviations people type for a zone. tzdata knows some of them (EST, MST, HST, CET…) as
+#: zones that never change their offset or follow rules of 1970s, so a cohort "in EST" would be
+#: an hour off for half the year: they are answered with the zone they most likely mean.
+ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "EST": ("America/New_York",), "EDT": ("America/New_York",),
+    "EST5EDT": ("America/New_York",), "ET": ("America/New_York",),
+    "CST": ("America/Chicago", "Asia/Shanghai"), "CDT": ("America/Chicago",),
+    "CST6CDT": ("America/Chicago",), "CT": ("America/Chicago",),
+    "MST": ("America/Denver", "America/Phoenix"), "MDT": ("America/Denver",),
+    "MST7MDT": ("America/Denver",), "MT": ("America/Denver",),
+    "PST": ("America/Los_Angeles",), "PDT": ("America/Los_Angeles",),
+    "PST8PDT": ("America/Los_Angeles",), "PT": ("America/Los_Angeles",),
+    "AKST": ("America/Anchorage",), "HST": ("Pacific/Honolulu",),
+    "GMT": ("Europe/London", "UTC"), "BST": ("Europe/London",),
+    "WET": ("Europe/Lisbon",), "WEST": ("Europe/Lisbon",),
+    "CET": ("Europe/Berlin", "Europe/Paris"), "CEST": ("Europe/Berlin", "Europe/Paris"),
+    "MET": ("Europe/Berlin",), "MEZ": ("Europe/Berlin",),
+    "EET": ("Europe/Athens", "Europe/Helsinki"), "EEST": ("Europe/Athens", "Europe/Helsinki"),
+    "MSK": ("Europe/Moscow",), "IST": ("Asia/Kolkata", "Europe/Dublin"),
+    "JST": ("Asia/Tokyo",), "KST": ("Asia/Seoul",), "HKT": ("Asia/Hong_Kong",),
+    "SGT": ("Asia/Singapore",), "AEST": ("Australia/Sydney",),
+    "AEDT": ("Australia/Sydney",), "ACST": ("Australia/Adelaide",),
+    "AWST": ("Australia/Perth",), "NZST": ("Pacific/Auckland",),
+    "NZDT": ("Pacific/Auckland",), "BRT": ("America/Sao_Paulo",),
+    "SAST": ("Africa/Johannesburg",), "CAT": ("Africa/Maputo",), "EAT": ("Africa/Nairobi",),
+    "WAT": ("Africa/Lagos",),
+}
+
+
+@cache
+def _cities() -> dict[str, list[str]]:
+    """A city's name as people type it ("london", "new york") -> the zones named after it."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(available_timezones()):
+        area, sep, city = name.rpartition("/")
+        if sep and area.split("/")[0] not in ("Etc", "SystemV", "US", "Canada", "Brazil",
+                                              "Mexico", "Chile"):
+            out.setdefault(city.replace("_", " ").lower(), []).append(name)
+    return out
+
+
+def _did_you_mean(options: tuple[str, ...] | list[str]) -> str:
+    return " or ".join(options)
+
+
+def zone_by_name(name: str) -> ZoneInfo | None:
+    """The tzdata zone called `name` (any case), or None: a lookup, no advice."""
+    canonical = _zone_names().get(name.strip().lower())
+    if canonical is None:
+        return None
+    try:
+        return ZoneInfo(canonical)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # Listed but unreadable (a broken tzdata install): same answer for the user.
+        return None
+
+
 def parse_zone(name: str) -> ZoneInfo:
-    """An IANA zone by name, matched case-insensitively ("europe/london"), or "UTC"."""
+    """An IANA zone as a person names it: "Europe/London" in any case, or "UTC".
+
+    An abbreviation (EST, CET) or a bare city ("London") is answered with the zone it most
+    likely means, never taken: an abbreviation is a fixed offset that ignores daylight
+    saving, and a city name can be ambiguous."""
     wanted = name.strip()
-    canonical = _zone_names().get(wanted.lower())
-    if canonical is not None:
-        try:
-            return ZoneInfo(canonical)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            # Listed but unreadable (a broken tzdata install): same answer for the user.
-            pass
     if not wanted:
         raise UserError("The time zone is missing. Use an IANA name like Europe/London.")
+    meant = ABBREVIATIONS.get(wanted.upper())
+    if meant is not None:
+        raise UserError(
+            f"{quote_input(wanted)} is an abbreviation, not a time zone: it would ignore "
+            f"daylight saving. Did you mean {_did_you_mean(meant)}?")
+    zone = zone_by_name(wanted)
+    if zone is not None:
+        return zone
     # Suggestions only for name-sized input: difflib is quadratic in the string length.
     if len(wanted) <= 64:
+        city = " ".join(wanted.replace("_", " ").split()).lower()
+        if city in _cities():
+            raise UserError(f"{quote_input(wanted)} is a place, not a time zone name. Did you "
+                            f"mean {_did_you_mean(_cities()[city][:3])}?")
         close = difflib.get_close_matches(wanted.lower(), _zone_names().keys(), n=1, cutoff=0.8)
         if close:
             suggestion = _zone_names()[close[0]]

@@ -107,3 +107,19 @@ async def test_away_members_are_excused_in_the_checkin_summary(harness: Harness)
     assert len(summaries) == 1, posts
     [posted] = summaries
     assert "1 without an answer, 1 excused (away)" in posted
+
+
+async def test_zone_abbreviations_and_cities_get_the_zone_they_mean(harness: Harness) -> None:
+    await harness.setup_cohort()
+    for typed, meant in (("EST", "America/New_York"), ("pst", "America/Los_Angeles"),
+                         ("CET", "Europe/Berlin"), ("London", "Europe/London"),
+                         ("new_york", "America/New_York"), ("Tokyo", "Asia/Tokyo")):
+        reply = await harness.say("ana", f"tz {typed}")
+        assert f"Did you mean {meant}" in reply, (typed, reply)
+        assert "Usage: /cohort tz" in reply
+    assert "Tue 1 Dec 2026, 14:00 GMT" in await harness.say("ana", "next")  # nothing changed
+    refused = await harness.say("root", "cohort schedule weekly thu 09:30 EST")
+    assert "Did you mean America/New_York" in refused
+    assert "Europe/London" in await harness.say("root", "cohort show")
+    fixed = await harness.say("root", "cohort schedule weekly thu 09:30 america/chicago")
+    assert "America/Chicago" in fixed
