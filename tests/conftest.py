@@ -27,7 +27,8 @@ from bot.scheduling.clock import SimulatedClock
 from bot.service.api import Invocation, Reply
 from bot.service.ports import DeliveryError, Outgoing
 
-pytest_plugins = ["tests.support.matrix_fixtures", "tests.support.slack_fixtures"]
+pytest_plugins = ["tests.support.matrix_fixtures", "tests.support.slack_fixtures",
+                  "tests.support.jsclient_fixtures"]
 
 PG_URL = os.environ.get(
     "COHORTBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
