@@ -265,3 +265,14 @@ class SetCohortOption(Command):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChangeCohortStatus(Command):
     status: str  # pause | resume | archive
+    confirmed: bool = False  # (archive asks first)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UnlinkCohort(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RenameCohort(Command):
+    name: str

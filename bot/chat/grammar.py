@@ -323,11 +323,23 @@ def _assign(a: Args) -> c.Command:
     return c.AssignRole(role=role, member=member, when=when)
 
 
-def _create(a: Args) -> c.Command:
+def _cohort_name(a: Args) -> str:
     name = " ".join(a.rest("cohort name", limit=MAX_NAME).split())
     if not re.search(r"[A-Za-z0-9]", name):
         raise a.fail("A cohort name needs at least one letter or digit.")
-    return c.CreateCohort(name=name)
+    return name
+
+
+def _create(a: Args) -> c.Command:
+    return c.CreateCohort(name=_cohort_name(a))
+
+
+def _archive(a: Args) -> c.Command:
+    word = a.optional_word()
+    a.done()
+    if word not in (None, "confirm"):
+        raise a.fail(f"'{_short(word or '')}': type 'confirm' to go ahead.")
+    return c.ChangeCohortStatus(status="archive", confirmed=word == "confirm")
 
 
 def _link(a: Args) -> c.Command:
@@ -397,7 +409,8 @@ SHAREABLE = frozenset({
     "cohort create", "cohort link", "cohort schedule", "cohort members add",
     "cohort members remove", "cohort facilitators add", "cohort facilitators remove",
     "cohort roles", "cohort reminders", "cohort set", "cohort pause", "cohort resume",
-    "cohort archive", "prompt", "release", "session start", "session next", "session end",
+    "cohort archive", "cohort unlink", "cohort rename", "prompt", "release", "session start",
+    "session next", "session end",
     "session cancel", "session move", "session add", "rotation assign",
 })
 
@@ -489,8 +502,12 @@ COMMANDS: tuple[Spec, ...] = (
          _no_args(c.ChangeCohortStatus(status="pause"))),
     Spec(("cohort", "resume"), "", "resume a paused cohort", A,
          _no_args(c.ChangeCohortStatus(status="resume"))),
-    Spec(("cohort", "archive"), "", "archive the cohort for good", A,
-         _no_args(c.ChangeCohortStatus(status="archive"))),
+    Spec(("cohort", "archive"), "[confirm]", "archive the cohort for good (frees its channel)",
+         A, _archive),
+    Spec(("cohort", "unlink"), "", "unlink the cohort from its channel", A,
+         _no_args(c.UnlinkCohort())),
+    Spec(("cohort", "rename"), "<name>", "give the cohort a new name (its id stays)", A,
+         lambda a: c.RenameCohort(name=_cohort_name(a))),
 )
 
 

@@ -262,7 +262,8 @@ class Bot:
             return await uow.cohort_and_caller(inv.user, tenant=inv.tenant,
                                                platform=inv.channel.platform,
                                                channel_id=inv.channel.id)
-        mine = await uow.memberships(inv.user, inv.tenant)
+        mine = [(co, m) for co, m in await uow.memberships(inv.user, inv.tenant)
+                if co.status != ARCHIVED]
         if len({co.id for co, _ in mine}) == 1:
             return await uow.cohort_and_caller(inv.user, id=mine[0][0].id)
         return None, None, None
@@ -271,7 +272,8 @@ class Bot:
         if inv.channel is not None:
             return ("This channel is not linked to a cohort. An admin can create one here with "
                     f"'{self.policy.prefix_for(inv.user.platform)} cohort create <name>'.")
-        mine = await uow.memberships(inv.user, inv.tenant)
+        mine = [(co, m) for co, m in await uow.memberships(inv.user, inv.tenant)
+                if co.status != ARCHIVED]
         if not mine:
             return "You are not in any cohort yet."
         slugs = sorted({co.slug for co, _ in mine})

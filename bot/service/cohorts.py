@@ -145,7 +145,7 @@ async def show_cohort(ctx: Ctx, cmd: c.ShowCohort) -> Message:
     body: list[Message | str] = [
         Message.of(Strong(co.name), f" (id {co.slug}) — {co.status}, zone {co.zone}"),
         f"Schedule: {sched}",
-        await _next_sessions(ctx, co),
+        await _next_sessions(ctx, co) if co.status != ARCHIVED else "No more sessions: archived.",
         f"Roles: {', '.join(co.roles)}",
         f"Reminders before each session: {reminders or 'off'}",
         Message.of(f"Members ({len(members)}): ") + people(members),
@@ -298,11 +298,53 @@ async def change_status(ctx: Ctx, cmd: c.ChangeCohortStatus) -> Message:
         co.status = ACTIVE
         await _replan(ctx, co)
         return lines([f"{co.name} is active again.", await _next_sessions(ctx, co)])
+    days = ctx.policy.retention.days
+    if not cmd.confirmed:
+        where = "frees its channel for another cohort" if co.channel else "cannot be undone"
+        return Message.of(
+            f"Archiving {co.name} is for good: no more reminders, announcements or check-ins, "
+            f"its actions and check-in notes are deleted {days} days later, and it {where}. "
+            f"Type {ctx.cmd(_with_cohort(ctx, 'cohort archive confirm'))} to go ahead.")
     co.status, co.archived_at = ARCHIVED, ctx.now
     await _replan(ctx, co)
-    days = ctx.policy.retention.days
-    return Message.of(f"{co.name} is archived. Its actions and check-in notes will be deleted in "
-                      f"{days} days.")
+    await ctx.post(Message.of(Strong(f"{co.name} is archived."), " Thank you all. The bot no "
+                              "longer sends reminders here; this channel is free for another "
+                              "cohort."))
+    co.channel_id = None  # (the message above is addressed already)
+    return Message.of(f"{co.name} is archived and its channel is free. Its actions and check-in "
+                      f"notes will be deleted in {days} days.")
+
+
+def _with_cohort(ctx: Ctx, command: str) -> str:
+    """`command` as the caller must type it to reach the same cohort from where they are."""
+    if ctx.inv.channel is not None and ctx.cohort_ is not None \
+            and ctx.cohort_.channel == ctx.inv.channel:
+        return command
+    return f"--cohort {ctx.cohort.slug} {command}"
+
+
+async def unlink_cohort(ctx: Ctx, cmd: c.UnlinkCohort) -> Message:
+    co = ctx.cohort
+    if co.channel is None:
+        raise ctx.fail(f"{co.name} is not linked to a channel.")
+    await ctx.post(Message.of(f"{co.name} is no longer linked to this channel: its reminders "
+                              "and posts stop here."))
+    co.channel_id = None
+    return Message.of(f"{co.name} (id {co.slug}) is unlinked; link it elsewhere with "
+                      f"{ctx.cmd('cohort link ' + co.slug)} in its new channel.")
+
+
+async def rename_cohort(ctx: Ctx, cmd: c.RenameCohort) -> Message:
+    co = ctx.cohort
+    if cmd.name == co.name:
+        return Message.of("Nothing changed.")
+    others = [o for o in await ctx.uow.find(Cohort, tenant=ctx.tenant, name=cmd.name)
+              if o.id != co.id]
+    if others:
+        raise ctx.fail(f"A cohort called {cmd.name} exists already.")
+    old, co.name = co.name, cmd.name
+    await ctx.post(Message.of(f"{old} is now called ", Strong(cmd.name), "."))
+    return Message.of(f"Renamed {old} to ", Strong(cmd.name), f"; its id stays {co.slug}.")
 
 
 HANDLERS: dict[type[c.Command], Handler] = {
@@ -317,4 +359,6 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.SetReminders: set_reminders,
     c.SetCohortOption: set_option,
     c.ChangeCohortStatus: change_status,
+    c.UnlinkCohort: unlink_cohort,
+    c.RenameCohort: rename_cohort,
 }

@@ -86,6 +86,8 @@ EXAMPLES: dict[str, str] = {
     "cohort pause": "",
     "cohort resume": "",
     "cohort archive": "",
+    "cohort unlink": "",
+    "cohort rename": "Peer Z",
 }
 
 WORD = "/cohort"  # how commands are written on the terminal platform

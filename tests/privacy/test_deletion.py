@@ -93,7 +93,7 @@ async def test_retention_leaves_no_text_of_an_archived_cohort(harness: Harness) 
     texts = [SECRET_ACTION, SECRET_NOTE, "Something one wonders"]
     rows = await _every_row(harness.app.engine)
     assert any(any(x in r for x in texts) for _, r in rows)
-    await harness.say("root", "cohort archive")
+    assert "archived" in await harness.say("root", "cohort archive confirm")
     await harness.advance("90d")
     await harness.advance("2h")  # past the hour's purge
     rows = await _every_row(harness.app.engine)

@@ -123,3 +123,45 @@ async def test_zone_abbreviations_and_cities_get_the_zone_they_mean(harness: Har
     assert "Europe/London" in await harness.say("root", "cohort show")
     fixed = await harness.say("root", "cohort schedule weekly thu 09:30 america/chicago")
     assert "America/Chicago" in fixed
+
+
+async def test_archive_asks_first_tells_the_channel_and_frees_it(harness: Harness) -> None:
+    await harness.setup_cohort()
+    asked = await harness.say("root", "cohort archive")
+    assert "/cohort cohort archive confirm" in asked
+    assert "active" in await harness.say("root", "cohort show")  # nothing changed yet
+    harness.clear()
+    done = await harness.say("root", "cohort archive confirm")
+    assert "archived and its channel is free" in done
+    assert any("Peer A is archived." in p for p in harness.channel_posts())
+    shown = await harness.say("root", "--cohort peer-a cohort show")
+    assert "archived" in shown and "Next sessions" not in shown
+    # The channel can hold next term's cohort.
+    created = await harness.say("root", "cohort create Peer A 2027")
+    assert "Created Peer A 2027 (id peer-a-2027), linked to this channel." in created
+    assert "Peer A 2027 (id peer-a-2027) — active" in await harness.say("root", "cohort show")
+
+
+async def test_an_archived_cohort_is_not_offered_in_a_dm(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort create Peer B", channel="peer-b")
+    await harness.say("root", "cohort members add @ana", channel="peer-b")
+    assert "several cohorts" in await harness.say("ana", "next", channel=None)
+    await harness.say("root", "cohort archive confirm", channel="peer-b")
+    reply = await harness.say("ana", "next", channel=None)
+    assert "several cohorts" not in reply
+    assert "Next session of Peer A" in reply
+
+
+async def test_unlink_and_rename(harness: Harness) -> None:
+    await harness.setup_cohort()
+    harness.clear()
+    assert "Renamed Peer A to Peer A (spring)" in await harness.say("root",
+                                                                    "cohort rename Peer A (spring)")
+    assert "Peer A is now called Peer A (spring)." in harness.channel_posts()
+    assert "is unlinked" in await harness.say("root", "cohort unlink")
+    assert "not linked to a cohort" in await harness.say("ana", "next")
+    assert "linked to this channel" in await harness.say("root", "cohort link peer-a",
+                                                         channel="new-room")
+    assert "Next session of Peer A (spring)" in await harness.say("ana", "next",
+                                                                  channel="new-room")

@@ -272,8 +272,8 @@ async def test_pause_resume_archive(harness: Harness) -> None:
     assert "active again" in await harness.say("root", "cohort resume")
     await harness.advance("7d")
     assert any(p.startswith("Reminder") for p in harness.channel_posts())
-    assert "archived" in await harness.say("root", "cohort archive")
-    assert "Peer A is archived" in await harness.say("ana", "next")
+    assert "archived" in await harness.say("root", "cohort archive confirm")
+    assert "Peer A is archived" in await harness.say("ana", "--cohort peer-a next")
 
 
 async def test_forget_me_deletes_personal_data(harness: Harness) -> None:
@@ -314,7 +314,7 @@ async def test_archived_cohorts_lose_actions_after_the_retention(harness: Harnes
 
     await harness.setup_cohort()
     await harness.say("ana", "action add Keep a journal")
-    assert "deleted in 90 days" in await harness.say("root", "cohort archive")
+    assert "deleted in 90 days" in await harness.say("root", "cohort archive confirm")
     await harness.advance("89d")
     async with harness.app.bot._uow() as uow:
         assert len(await uow.find(Action)) == 1
