@@ -168,9 +168,13 @@ async def unsigned_nio(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[
         await client.close()
 
 
-async def nio_sync(client: AsyncClient) -> SyncResponse:
+async def nio_sync(client: AsyncClient, to_device: list[dict[str, Any]] | None = None
+                   ) -> SyncResponse:
+    """One sync plus the key housekeeping; the raw to-device events go to `to_device`."""
     resp = await client.sync(timeout=300)
     assert isinstance(resp, SyncResponse), f"sync failed for {client.user_id}: {resp}"
+    if to_device is not None:
+        to_device.extend(e.source for e in resp.to_device_events)
     if client.should_upload_keys:
         await client.keys_upload()
     if client.should_query_keys:
@@ -248,13 +252,19 @@ async def test_only_signed_mode_does_not_share_room_keys_with_an_unsigned_device
 
     body = f"not for unsigned devices {token()}"
     event_id = await js.send(room_id, body)
-    event = await nio_wait_event(nio, room_id, event_id)
+    to_device: list[dict[str, Any]] = []
+    event = await nio_wait_event(nio, room_id, event_id, to_device)
     # nio cannot decrypt it: the js client never gave that device the room key.
     assert isinstance(event, MegolmEvent), f"the unsigned nio device decrypted {event}"
     settle = time.monotonic() + 3
     while time.monotonic() < settle:  # nor does the key arrive a little later
-        await nio_sync(nio)
+        await nio_sync(nio, to_device)
         assert not has_room_key(nio, event), "the js client shared its room key with nio"
+    # Instead it told that device why, as the spec's "withheld" notice.
+    withheld = [e["content"] for e in to_device if e.get("type") == "m.room_key.withheld"
+                and e["content"].get("session_id") == event.session_id]
+    assert withheld, f"no m.room_key.withheld for the session; to-device: {to_device}"
+    assert {(w["code"], w["from_device"]) for w in withheld} == {("m.unverified", js.device_id)}
 
     # In "all devices" mode the next message reaches the same device.
     await js.set_isolation("all")
@@ -272,10 +282,11 @@ def has_room_key(nio: AsyncClient, event: MegolmEvent) -> bool:
 
 
 async def nio_wait_event(nio: AsyncClient, room_id: str, event_id: str,
+                         to_device: list[dict[str, Any]] | None = None,
                          timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        resp = await nio_sync(nio)
+        resp = await nio_sync(nio, to_device)
         joined = resp.rooms.join.get(room_id)
         for event in joined.timeline.events if joined else []:
             if getattr(event, "event_id", None) == event_id:
