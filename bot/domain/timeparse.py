@@ -25,6 +25,7 @@ __all__ = [
     "MIN_YEAR",
     "format_duration",
     "format_local",
+    "exact_utc",
     "format_wall",
     "parse_date",
     "parse_duration",
@@ -325,6 +326,17 @@ def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     if local.tzinfo is not None:
         raise ValueError(f"to_utc expects a naive wall time, got {local!r}")
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def exact_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """Like `to_utc`, for a one-off time a person typed: a wall time that does not exist in
+    `zone` (the hour skipped when clocks go forward) is refused rather than moved."""
+    instant = to_utc(local, zone)
+    if instant.astimezone(zone).replace(tzinfo=None) != local:
+        shown = f"{local.date().isoformat()} {local.hour:02d}:{local.minute:02d}"
+        raise UserError(f"{shown} does not exist in {zone.key}: the clocks go forward that "
+                        "night. Pick a time before or after the skipped hour.")
+    return instant
 
 
 def _zone_label(local: datetime) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from bot.chat import commands as c
 from bot.chat.message import Mention, Message, Strong, Text, When, lines
@@ -22,7 +23,7 @@ from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member
 from bot.domain.planning import DERIVED
 from bot.domain.refs import UserRef
 from bot.domain.schedule import Schedule, describe, parse_schedule_spec
-from bot.domain.timeparse import format_duration
+from bot.domain.timeparse import exact_utc, format_duration, format_wall
 from bot.service.cohort_state import roster, upcoming
 from bot.service.context import Ctx, Handler, admin_over, member_of
 from bot.service.planner import plan_cohort
@@ -173,13 +174,24 @@ async def _replan(ctx: Ctx, cohort: Cohort, *, drop_future: bool = False) -> Non
 async def set_schedule(ctx: Ctx, cmd: c.SetSchedule) -> Message:
     co = ctx.cohort
     sched = parse_schedule_spec(cmd.spec, default_zone=co.zone)
+    zone = ZoneInfo(sched.zone)
+    try:
+        instants = [exact_utc(d, zone) for d in sched.dates]
+    except UserError as e:
+        raise ctx.fail(e.message) from None
+    if instants and all(i <= ctx.now for i in instants) and sched.rrule is None:
+        raise ctx.fail("Every date of that schedule is in the past: give dates to come.")
+    past = [d for d, i in zip(sched.dates, instants, strict=True) if i <= ctx.now]
     co.schedule = sched.to_json()
     co.zone = sched.zone
     # A new schedule replaces the old one's future sessions (and their cancellations or
     # moves); one-off added sessions stay.
     await _replan(ctx, co, drop_future=True)
+    skipped = ([f"Left out, being in the past: {', '.join(format_wall(d) for d in past)}."]
+               if past else [])
     return lines([
         Message.of("Schedule for ", Strong(co.name), f": {describe(sched)}."),
+        *skipped,
         await _next_sessions(ctx, co),
     ])
 

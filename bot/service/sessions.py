@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bot.chat import commands as c
 from bot.chat.message import Action as Button
-from bot.chat.message import Mention, Message, Strong, Text, When, lines
+from bot.chat.message import Mention, Message, Strong, Text, When, lines, plural
 from bot.chat.phases import phase_message
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
@@ -24,7 +24,7 @@ from bot.domain.model import (
     Swap,
 )
 from bot.domain.planning import DERIVED, PHASE, PROMPT, phase_notices
-from bot.domain.timeparse import format_local, to_utc
+from bot.domain.timeparse import exact_utc, format_local
 from bot.service.cohort_state import (
     Cast,
     casts,
@@ -121,6 +121,12 @@ async def away(ctx: Ctx, cmd: c.Away) -> Message:
     co, me = ctx.cohort, ctx.member
     session = await resolve_day(ctx.uow, co, ctx.now, cmd.when) if cmd.when.next else None
     first, last = _days(ctx, cmd.when, session)
+    today = local_day(ctx.now, co.zone)
+    if last < today:
+        raise ctx.fail(f"{last.isoformat()} is in the past (today is {today.isoformat()} in "
+                       f"{co.zone}): nothing to miss there.")
+    if first < today:
+        first = today  # (the part of a range that is over cannot be missed any more)
     ctx.uow.add(Absence(member_id=me.id, first_day=first.isoformat(), last_day=last.isoformat()))
     await ctx.uow.flush()
     zone = ZoneInfo(co.zone)
@@ -128,9 +134,10 @@ async def away(ctx: Ctx, cmd: c.Away) -> Message:
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
     affected = [s for s in await ctx.uow.sessions_between(co.id, start, end)]
     span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
-    body: list[Message | str] = [f"Noted: you are away {span}. You will not be pinged for "
-                                 f"{len(affected)} session(s) then, and keep your place in the "
-                                 "rotation."]
+    pinged = (f"You will not be pinged for {plural(len(affected), 'session')} then, and keep "
+              "your place in the rotation." if affected else
+              f"{co.name} has no session then, so nothing changes for you.")
+    body: list[Message | str] = [f"Noted: you are away {span}. {pinged}"]
     held = await ctx.uow.find(Assignment, session_id=tuple(s.id for s in affected),
                               member_id=me.id) if affected else []
     for a in held:
@@ -153,7 +160,7 @@ async def back(ctx: Ctx, cmd: c.Back) -> Message:
         await ctx.uow.delete(a)
     if not removed:
         return Message.of("You had no absence recorded for that.")
-    return Message.of(f"Welcome back: {len(removed)} absence(s) removed.")
+    return Message.of(f"Welcome back: {plural(len(removed), 'absence')} removed.")
 
 
 async def _cast_for_next(ctx: Ctx) -> tuple[Session, Cast]:
@@ -288,7 +295,7 @@ async def cancel_session(ctx: Ctx, cmd: c.CancelSession) -> Message:
 async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
     co = ctx.cohort
     session = await resolve_day(ctx.uow, co, ctx.now, cmd.when)
-    to = to_utc(cmd.to, ZoneInfo(co.zone))
+    to = exact_utc(cmd.to, ZoneInfo(co.zone))
     if to <= ctx.now:
         raise ctx.fail("That time is in the past.")
     old = session.starts_at
@@ -307,7 +314,7 @@ async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
 
 async def add_session(ctx: Ctx, cmd: c.AddSession) -> Message:
     co = ctx.cohort
-    at = to_utc(cmd.at, ZoneInfo(co.zone))
+    at = exact_utc(cmd.at, ZoneInfo(co.zone))
     if at <= ctx.now:
         raise ctx.fail("That time is in the past.")
     duration = 90

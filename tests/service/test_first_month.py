@@ -165,3 +165,27 @@ async def test_unlink_and_rename(harness: Harness) -> None:
                                                          channel="new-room")
     assert "Next session of Peer A (spring)" in await harness.say("ana", "next",
                                                                   channel="new-room")
+
+
+async def test_dates_in_the_past_are_flagged(harness: Harness) -> None:
+    await harness.setup_cohort()
+    reply = await harness.say("ana", "away 2026-10-05")
+    assert "2026-10-05 is in the past" in reply and "Usage: /cohort away" in reply
+    assert "session(s)" not in reply
+    assert "had no absence" in await harness.say("ana", "back all")  # nothing was stored
+    partly = await harness.say("ana", "away 2026-11-20..2026-12-02")
+    assert "Noted: you are away 2026-11-30 to 2026-12-02." in partly
+    assert "not be pinged for 1 session then" in partly
+    assert "That time is in the past" in await harness.say("fay", "session add 2026-11-02 14:00")
+    assert "past" in await harness.say("root", "cohort schedule dates 2026-10-05 14:00")
+
+
+async def test_a_time_skipped_on_a_dst_night_is_flagged(harness: Harness) -> None:
+    await harness.setup_cohort()
+    reply = await harness.say("fay", "session add 2027-03-28 01:30")
+    assert "2027-03-28 01:30 does not exist in Europe/London" in reply
+    moved = await harness.say("fay", "session move next to 2027-03-28 01:15")
+    assert "does not exist" in moved
+    assert "Tue 1 Dec 2026" in await harness.say("ana", "next")  # nothing moved
+    assert "does not exist" in await harness.say(
+        "root", "cohort schedule dates 2027-03-28 01:30 Europe/London")
