@@ -259,6 +259,14 @@ async def serve(settings: Settings, platforms: list[Platform], stop: asyncio.Eve
             use = getattr(platform, "use_installations", None)
             if callable(use):
                 use(installations)
+    if settings.matrix.enabled:
+        from bot.db.matrix_cross_signing import SqlCrossSigningKeys
+
+        keys = SqlCrossSigningKeys(session_factory(app.engine))
+        for platform in platforms:
+            use_keys = getattr(platform, "use_cross_signing_keys", None)
+            if callable(use_keys):
+                use_keys(keys)
     single = sqlite_path(settings.database.url) is not None or \
         app.engine.dialect.name != "postgresql"
     lead = _Lead(app, settings, [p for p in platforms if p.exclusive], takeover=not single)

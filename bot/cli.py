@@ -308,3 +308,53 @@ def db_copy(source: str, target: str) -> None:
         click.echo(f"note: anonymous questions' hashes use the secret in {secret}: give the "
                    "bot on the new database the same one (bot.question_secret_file, or its "
                    "content in COHORTBOT_BOT__QUESTION_SECRET)", err=True)
+
+
+@main.group()
+def matrix() -> None:
+    """The bot's Matrix account."""
+
+
+@matrix.command("reset-cross-signing")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def matrix_reset_cross_signing(ctx: click.Context, yes: bool) -> None:
+    """Give the bot's account new cross-signing keys, replacing the ones it has (the keys
+    another client set up, or ones whose database is lost), and sign the bot's device.
+
+    Takes the account's password (matrix.password, else asked for). Members' clients then
+    show that the bot's identity changed."""
+    from bot.bootstrap import ensure_schema
+    from bot.db.engine import create_engine, session_factory
+    from bot.db.matrix_cross_signing import SqlCrossSigningKeys
+
+    settings = _settings(ctx)
+    s = settings.matrix
+    if not (s.enabled and s.homeserver and s.user_id and s.store_key):
+        click.echo("cohortbot matrix: Matrix is not configured (matrix.enabled, homeserver, "
+                   "user_id, store_key)", err=True)
+        sys.exit(2)
+    if not yes:
+        click.confirm(f"Replace the cross-signing keys of {s.user_id}? Members' clients will "
+                      f"show that its identity changed", abort=True)
+    password = (s.password.get_secret_value() if s.password is not None else
+                click.prompt(f"Password of {s.user_id}", hide_input=True))
+
+    async def reset() -> str:
+        from adapters.matrix.account import reset_cross_signing
+
+        engine = create_engine(settings.database.url)
+        try:
+            return await reset_cross_signing(s, SqlCrossSigningKeys(session_factory(engine)),
+                                             password, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    from adapters.matrix.account import AccountError
+
+    ensure_schema(settings.database.url)
+    try:
+        click.echo(asyncio.run(reset()))
+    except AccountError as e:
+        click.echo(f"cohortbot matrix: {e}", err=True)
+        sys.exit(1)

@@ -393,6 +393,9 @@ class MatrixSettings(BaseModel):
     #: characters; `cohortbot new-key` makes one). Several, comma-separated, while rotating:
     #: the first seals, the others open a store sealed before (re-sealed at start).
     store_key: SecretStr | None = None
+    #: Share room keys only with members' devices their owner signed (cross-signing), as
+    #: Element does by default; false also sends to devices nobody vouched for.
+    exclude_insecure_devices: bool = True
 
     @field_validator("store_key")
     @classmethod

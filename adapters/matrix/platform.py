@@ -17,6 +17,15 @@ a command arrives. The bot's own direct rooms use the `private_chat` preset, whe
 bot may invite; every direct room is kept in `m.direct`. When a third person joins a direct
 room, the bot stops treating it as one and tells the person, once, in a new direct room.
 
+Cross-signing: at its first start the bot gives its account cross-signing keys and, at every
+start, signs its device with them, so that Element and other clients that exclude devices
+nobody vouched for talk to it (see `adapters.matrix.cross_signing`). The keys live in the
+database, sealed with `matrix.store_key`. With `matrix.exclude_insecure_devices` (the
+default, as in Element), room keys go only to members' devices their owner signed.
+
+Invitations: the bot joins rooms an admin invites it to, and direct rooms (`is_direct`)
+opened by anyone who is in one of its cohorts; it declines every other invitation.
+
 Leaving: a member who leaves, is kicked or banned from a room that is not direct is reported
 to the core (`Core.moved`), and so is their coming back.
 
@@ -51,6 +60,7 @@ from nio import (
     DirectRoomsResponse,
     InviteMemberEvent,
     JoinError,
+    KeysQueryResponse,
     LocalProtocolError,
     LoginResponse,
     MatrixRoom,
@@ -67,6 +77,8 @@ from nio import (
     WhoamiResponse,
 )
 
+from adapters.matrix import cross_signing as xs
+from adapters.matrix.account import saved_login
 from adapters.matrix.creators import RoomCreators, creator_power
 from adapters.matrix.fleeting import FILE_NAME, Pending, PendingRedactions
 from adapters.matrix.inbound import command_text
@@ -77,7 +89,13 @@ from bot.chat.message import Message, Text
 from bot.config import ConfigError, MatrixSettings
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import FLEETING, Core, Invocation, Reply
-from bot.service.ports import Clock, DeliveryError, Outgoing
+from bot.service.ports import (
+    Clock,
+    CrossSigningKeys,
+    DeliveryError,
+    Outgoing,
+    SealedCrossSigning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +156,15 @@ class MatrixPlatform:
         self._redact_lock = asyncio.Lock()
         self._redact_poke = asyncio.Event()
         self._expiry: asyncio.Task[None] | None = None
+        self._identities: CrossSigningKeys | None = None  # where the cross-signing keys live
+        self._identity: xs.Identity | None = None
+        self._signed_device: str | None = None  # the device signed since the last login
+        self._excluded: set[tuple[str, str]] = set()  # devices given no room keys, logged
+        self._unsigned: str | None = None  # why the device could not be signed, if so
+
+    def use_cross_signing_keys(self, keys: CrossSigningKeys) -> None:
+        """Where the account's cross-signing keys are kept (the bot's database)."""
+        self._identities = keys
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,6 +181,20 @@ class MatrixPlatform:
         # an older key or the library's default sealed): a key that opens nothing stops here.
         await asyncio.to_thread(self._prepare_store, keys)
         self.pending.load()
+        await self._open_identity(keys)
+        try:
+            # Logged in and cross-signed before anything else, where the homeserver can be
+            # reached now: keys the bot does not hold stop start-up here.
+            self.client = await self._login()
+            await self._cross_sign()
+        except (ClientConnectionError, TimeoutError, OSError, LoginFailed,
+                xs.CrossSigningRefused) as e:
+            log.warning("matrix: not signed in yet (%s); trying again", _reason(e))
+        except BaseException:
+            if self.client is not None:
+                await self.client.close()
+                self.client = None
+            raise
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
         self._expiry = asyncio.create_task(self._expire(), name="matrix-fleeting")
 
@@ -185,7 +226,9 @@ class MatrixPlatform:
         self.ready.clear()
 
     async def health(self) -> str | None:
-        return None if self.ready.is_set() else "not syncing with the homeserver"
+        if not self.ready.is_set():
+            return "not syncing with the homeserver"
+        return "device not cross-signed" if self._unsigned else None
 
     async def _run(self) -> None:
         pause = 1.0
@@ -231,15 +274,147 @@ class MatrixPlatform:
         if client.should_upload_keys:
             self.requests += 1
             await client.keys_upload()
+        if self._signed_device != client.device_id:
+            try:
+                await self._cross_sign()
+            except (xs.CrossSigningRefused, ConfigError) as e:
+                if self._unsigned != _reason(e):  # once, not after every sync
+                    log.error("matrix: device not cross-signed: %s", _reason(e))
+                self._unsigned = _reason(e)
+            else:
+                self._unsigned = None
         if client.should_query_keys:
-            self.requests += 1
-            await client.keys_query()
+            await self._query_keys()
         if client.should_claim_keys:
             self.requests += 1
             await client.keys_claim(client.get_users_for_key_claiming())
         if client.outgoing_to_device_messages:
             self.requests += 1
             await client.send_to_device_messages()
+
+    # ------------------------------------------------------------------ cross-signing
+
+    async def _open_identity(self, keys: list[str]) -> None:
+        """The account's cross-signing keys from the database, if it has any, re-sealed with
+        the first store key if another one sealed them; a key that opens none stops here."""
+        if self._identities is None or self.settings.user_id is None:
+            return
+        stored = await self._identities.find(self.settings.user_id)
+        if stored is None:
+            return
+        sealer = xs.Sealer(keys)
+        try:
+            self._identity = sealer.open(stored.sealed_keys)
+        except xs.SealError:
+            raise ConfigError(
+                f"matrix.store_key: none of the configured keys opens the account's "
+                f"cross-signing keys in the database; set the key they were sealed with in "
+                f"{KEY_VARIABLE} (while rotating: new,old)", key="matrix.store_key") from None
+        if not sealer.current(stored.sealed_keys):
+            await self._identities.replace(SealedCrossSigning(
+                user_id=stored.user_id, master_key=stored.master_key,
+                sealed_keys=sealer.seal(self._identity)), self.clock.now())
+
+    async def _cross_sign(self) -> None:
+        """Give the account cross-signing keys if it has none, and sign this device with
+        them. Keys on the homeserver that the bot does not hold stop it (`ConfigError`)."""
+        client = self._client()
+        if self._identities is None:
+            self._signed_device = client.device_id  # (no database: an adapter under test)
+            return
+        assert client.user_id and client.device_id
+        me = client.user_id
+        if client.should_upload_keys:  # the device's own keys first: they are what is signed
+            self.requests += 1
+            await client.keys_upload()
+        self.requests += 1
+        answer = await xs.query(client, [me])
+        published = xs.master_of(answer, me)
+        if published is None:
+            new = await self._new_identity(me)
+            try:
+                self.requests += 1
+                await xs.publish(client, new, self._password())
+            except xs.PasswordNeeded:
+                raise ConfigError(
+                    f"matrix: the homeserver wants the password of {me} to set up its "
+                    f"cross-signing keys: set matrix.password, or run 'cohortbot matrix "
+                    f"reset-cross-signing' once", key="matrix.password") from None
+            log.info("matrix: cross-signing keys set up for %s", me)
+            self.requests += 1
+            answer = await xs.query(client, [me])
+        elif self._identity is None or self._identity.master_public != published:
+            raise ConfigError(
+                f"matrix: {me} already has cross-signing keys that this bot does not hold "
+                f"(set up by another client, or with another database); to replace them, run "
+                f"'cohortbot matrix reset-cross-signing' once (it asks for the account's "
+                f"password)", key="matrix.user_id")
+        identity = self._identity
+        assert identity is not None
+        device = (answer.get("device_keys") or {}).get(me, {}).get(client.device_id)
+        if device is None:
+            return  # the device's keys are not on the homeserver yet: after the next sync
+        if not xs.verify(device, identity.self_signing_public, me):
+            self.requests += 1
+            await xs.sign_device(client, identity, device)
+            log.info("matrix: device %s signed with the account's cross-signing key",
+                     client.device_id)
+        log.info("matrix: device %s is cross-signed (master key %s)", client.device_id,
+                 identity.master_public)
+        self._signed_device = client.device_id
+
+    async def _new_identity(self, user_id: str) -> xs.Identity:
+        """The keys to publish: the stored ones, else new ones, stored first (an instance
+        that races this one to it uses whichever was stored)."""
+        if self._identity is not None:
+            return self._identity
+        assert self._identities is not None
+        identity = xs.Identity.generate()
+        keys = self._store_keys()
+        await self._identities.add(SealedCrossSigning(
+            user_id=user_id, master_key=identity.master_public,
+            sealed_keys=xs.Sealer(keys).seal(identity)), self.clock.now())
+        await self._open_identity(keys)
+        assert self._identity is not None
+        return self._identity
+
+    def _password(self) -> str | None:
+        p = self.settings.password
+        return p.get_secret_value() if p is not None else None
+
+    async def _query_keys(self) -> None:
+        """The devices of the people the bot shares encrypted rooms with (nio's device list),
+        and, from the same answer, which of them their owner signed: with
+        `exclude_insecure_devices`, the others get no room keys."""
+        client = self._client()
+        users = set(client.users_for_key_query)
+        if not users:
+            return
+        self.requests += 1
+        try:
+            answer = await xs.query(client, users)
+        except xs.CrossSigningRefused as e:
+            log.warning("matrix: %s", e)
+            return
+        resp = KeysQueryResponse.from_dict(answer)
+        if not isinstance(resp, KeysQueryResponse):
+            log.warning("matrix: the homeserver's key query answer was not understood")
+            return
+        await client.receive_response(resp)
+        exclude = self.settings.exclude_insecure_devices
+        for (user, device_id), signed in xs.signed_by_owner(answer).items():
+            device = client.device_store[user].get(device_id)
+            if device is None:
+                continue
+            if exclude and not signed:
+                client.blacklist_device(device)
+                if (user, device_id) not in self._excluded:
+                    self._excluded.add((user, device_id))
+                    log.info("matrix: no room keys for device %s of %s: its owner has not "
+                             "signed it (matrix.exclude_insecure_devices)", device_id, user)
+            elif client.olm is not None and client.olm.is_device_blacklisted(device):
+                client.unblacklist_device(device)
+                self._excluded.discard((user, device_id))
 
     # ------------------------------------------------------------------ login
 
@@ -291,14 +466,7 @@ class MatrixPlatform:
         return self.store / "session.json"
 
     def _load_session(self) -> dict[str, str] | None:
-        path = self._session_file()
-        if not path.exists():
-            return None
-        data = json.loads(path.read_text())
-        if data.get("user_id") != self.settings.user_id or data.get("homeserver") != \
-                self.settings.homeserver:
-            return None  # another account or server: log in afresh
-        return {k: str(data[k]) for k in ("user_id", "device_id", "access_token")}
+        return saved_login(self.settings)
 
     def _save_session(self, client: AsyncClient) -> None:
         path = self._session_file()
@@ -473,12 +641,15 @@ class MatrixPlatform:
             pass  # already requested
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        """Join a room an admin invites the bot to, or a direct room (`is_direct`) someone
+        in one of its cohorts opens with it; decline every other invitation."""
         client = self._client()
         if event.state_key != client.user_id or event.membership != "invite":
             return
-        if event.sender not in self._admins:
-            log.info("matrix: declined an invite to %s from %s (not an admin)",
-                     room.room_id, event.sender)
+        direct = bool(event.content.get("is_direct"))
+        if not await self._may_join(event.sender, direct=direct):
+            log.info("matrix: declined an invitation to %s from %s (%s)", room.room_id,
+                     event.sender, "not in any cohort" if direct else "not an admin")
             self.requests += 1
             await client.room_leave(room.room_id)
             return
@@ -487,9 +658,23 @@ class MatrixPlatform:
         if isinstance(joined, JoinError):
             log.warning("matrix: could not join %s: %s", room.room_id, _code(joined))
             return
-        log.info("matrix: joined %s on an invite from %s", room.room_id, event.sender)
-        if event.content.get("is_direct"):
+        log.info("matrix: joined %s on an invitation from %s%s", room.room_id, event.sender,
+                 " (a direct room)" if direct else "")
+        if direct:
             await self._remember_direct(event.sender, room.room_id)
+
+    async def _may_join(self, sender: str, *, direct: bool) -> bool:
+        if sender in self._admins:
+            return True
+        if not direct or self._core is None:
+            return False
+        try:
+            return await self._core.knows(UserRef(self.name, sender), self.name)
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("matrix: could not look up who invited the bot ref=%s", ref,
+                          extra={"ref": ref})
+            return False
 
     async def _on_member(self, room: MatrixRoom, event: RoomMemberEvent) -> None:
         """Someone joined, left, was kicked or banned: a third person in a direct room ends
@@ -636,11 +821,7 @@ class MatrixPlatform:
         if not unknown:
             return
         client.olm.users_for_key_query.update(unknown)
-        try:
-            self.requests += 1
-            await client.keys_query()
-        except LocalProtocolError:
-            pass  # another query took them along already
+        await self._query_keys()
 
     async def find_sent(self, room_id: str, outbox_id: int) -> str | None:
         """The id of our own recent event in `room_id` that carries `outbox_id`, if any: an
@@ -705,6 +886,13 @@ class WallClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+def _reason(e: BaseException) -> str:
+    """One line about a failure, no secret in it."""
+    if isinstance(e, (xs.CrossSigningRefused, ConfigError, LoginFailed)):
+        return str(e)
+    return type(e).__name__
 
 
 class LoginFailed(Exception):

@@ -82,6 +82,10 @@ class Core(Protocol):
 
     async def checkin_items(self, user: UserRef, tenant: str) -> list[CheckinItem]: ...
 
+    async def knows(self, user: UserRef, tenant: str) -> bool:
+        """Whether `user` is an admin of `tenant` or in one of its active cohorts."""
+        ...
+
     async def moved(self, user: UserRef, place: ChannelRef, tenant: str, *,
                     present: bool) -> None:
         """`user` left `place` (present=False) or joined it (True), as the platform saw."""

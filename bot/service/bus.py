@@ -94,6 +94,15 @@ class Bot:
                           for a in await open_actions(uow, member.id)]
             return items
 
+    async def knows(self, user: UserRef, tenant: str) -> bool:
+        """Whether `user` is an admin of `tenant`, or in one of its cohorts that is not
+        archived (a member or a facilitator): someone the bot talks to in private."""
+        if self.policy.is_admin(user, tenant):
+            return True
+        async with self._uow() as uow:
+            return any(cohort.status != ARCHIVED
+                       for cohort, _ in await uow.memberships(user, tenant))
+
     async def moved(self, user: UserRef, place: ChannelRef, tenant: str, *,
                     present: bool) -> None:
         """`user` left (or was removed from) `place`, or came back: if it is a cohort's

@@ -360,6 +360,28 @@ class SlackInstallations(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SealedCrossSigning:
+    """A Matrix account's cross-signing identity as stored: its public master key, and its
+    private keys sealed by the adapter (`sealed_keys` is a secret: never logged)."""
+
+    user_id: str
+    master_key: str
+    sealed_keys: str = field(repr=False)
+
+
+class CrossSigningKeys(Protocol):
+    """Where a Matrix bot account's cross-signing keys live, shared by its instances."""
+
+    async def find(self, user_id: str) -> SealedCrossSigning | None: ...
+
+    async def add(self, keys: SealedCrossSigning, at: datetime) -> bool:
+        """Store the account's first keys; False (and nothing changes) if it has some."""
+        ...
+
+    async def replace(self, keys: SealedCrossSigning, at: datetime) -> None: ...
+
+
 class NullDirectory:
     """A platform that knows nothing beyond ids (the terminal)."""
 

@@ -15,7 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
+from nio import (
+    AsyncClient,
+    MegolmEvent,
+    RoomCreateResponse,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+)
 
 from adapters.matrix.platform import ANSWERED_IN_DM
 from tests.e2e.conftest import COHORTBOT
@@ -45,6 +52,7 @@ class BotProcess:
                     "user_id": account.user_id, "password": account.password,
                     "store_path": str(self.store), "device_name": "cohortbot-test",
                     "store_key": STORE_KEY, **matrix}
+        settings = {k: v for k, v in settings.items() if v is not None}  # None: not set
         self.config.write_text("\n".join([
             "[database]", f'url = "sqlite+aiosqlite:///{self.db}"',
             "[bot]", f"admins = {json.dumps(['matrix:' + a for a in admins])}",
@@ -74,6 +82,10 @@ class BotProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait(timeout=10)
+
+    def device_id(self) -> str:
+        """The bot's device, from its saved login."""
+        return str(json.loads((self.store / "session.json").read_text())["device_id"])
 
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -123,6 +135,8 @@ class Member:
     client: AsyncClient
     seen: list[Seen] = field(default_factory=list)
     join_invites_from: set[str] = field(default_factory=set)
+    #: Encrypted messages this device could not decrypt (no room key reached it).
+    undecrypted: list[Seen] = field(default_factory=list)
 
     @property
     def user_id(self) -> str:
@@ -139,6 +153,9 @@ class Member:
                     content = src.get("content", {})
                     self.seen.append(Seen(room_id, ev.sender, content, ev.event_id,
                                           bool(getattr(ev, "decrypted", False))))
+                elif isinstance(ev, MegolmEvent):
+                    self.undecrypted.append(Seen(room_id, ev.sender, src.get("content", {}),
+                                                 ev.event_id, False))
         for room_id, info in resp.rooms.invite.items():
             inviter = next((e.sender for e in info.invite_state
                             if getattr(e, "membership", None) == "invite"
@@ -188,6 +205,15 @@ class Member:
         resp = await self.client.room_create(
             invite=invite, initial_state=[ENCRYPTION] if encrypted else [],
             power_level_override={"users": power} if power else None)
+        assert isinstance(resp, RoomCreateResponse), resp
+        await self.wait_room(resp.room_id)
+        return str(resp.room_id)
+
+    async def open_direct(self, user_id: str, *, encrypted: bool = True) -> str:
+        """A direct room with `user_id`, opened as Element's "Start chat" does."""
+        resp = await self.client.room_create(
+            invite=[user_id], is_direct=True, preset=RoomPreset.trusted_private_chat,
+            initial_state=[ENCRYPTION] if encrypted else [])
         assert isinstance(resp, RoomCreateResponse), resp
         await self.wait_room(resp.room_id)
         return str(resp.room_id)

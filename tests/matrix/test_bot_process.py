@@ -155,7 +155,7 @@ async def test_an_encrypted_room_works_across_a_restart_on_the_same_device(
 
         # A stranger's invite is declined.
         other = await stranger.create_room([bot.user_id])
-        bot.wait_log("declined an invite")
+        bot.wait_log("declined an invitation")
         await stranger.sync()
         assert bot.user_id not in stranger.client.rooms[other].users
 

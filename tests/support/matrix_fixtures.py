@@ -13,9 +13,19 @@ from pathlib import Path
 import pytest
 from nio import AsyncClient, AsyncClientConfig, KeysUploadResponse
 
+from adapters.matrix.cross_signing import Identity, publish, query, sign_device
 from tests.support.synapse import RateLimits, RegisteredUser, SynapseServer
 
 ClientFactory = Callable[..., Awaitable[AsyncClient]]
+
+
+async def sign_own_device(client: AsyncClient, identity: Identity) -> None:
+    """Give `client`'s account the cross-signing `identity` (its first: no password needed)
+    and sign the client's device with it."""
+    assert client.user_id and client.device_id
+    await publish(client, identity, None)
+    keys = await query(client, [client.user_id])
+    await sign_device(client, identity, keys["device_keys"][client.user_id][client.device_id])
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +72,10 @@ async def matrix_client_factory(
     """`await make_client(server=None, user=None, config=None)`: a logged-in nio client.
 
     Registers a fresh user on `server` (the session `synapse` when omitted) unless `user` is
-    given, restores the login from its access token with an e2e store under tmp_path, and
-    uploads its device keys.
+    given, restores the login from its access token with an e2e store under tmp_path,
+    uploads its device keys and, unless `cross_sign=False`, gives the user cross-signing keys
+    and signs the device with them (as Element does: the bot shares room keys only with
+    devices their owner signed, by default).
     All clients are closed at teardown.
     """
     clients: list[AsyncClient] = []
@@ -74,6 +86,7 @@ async def matrix_client_factory(
         user: RegisteredUser | None = None,
         config: AsyncClientConfig | None = None,
         upload_keys: bool = True,
+        cross_sign: bool = True,
     ) -> AsyncClient:
         if server is None:
             server = request.getfixturevalue("synapse")
@@ -93,6 +106,8 @@ async def matrix_client_factory(
         if upload_keys and client.olm is not None and client.should_upload_keys:
             resp = await client.keys_upload()
             assert isinstance(resp, KeysUploadResponse), f"keys_upload failed: {resp}"
+            if cross_sign:
+                await sign_own_device(client, Identity.generate())
         return client
 
     yield make

@@ -329,7 +329,8 @@ const ops = {
       });
     }
     if (req.power_users) {
-      opts.power_level_content_override = { users: { [me]: 100, ...req.power_users } };
+      // (a room creator is not listed: from room version 12 creators outrank power levels)
+      opts.power_level_content_override = { users: { ...req.power_users } };
     }
     const { room_id: roomId } = await c.createRoom(opts);
     await waitJoined(roomId, req.timeout_ms ?? 20000);
