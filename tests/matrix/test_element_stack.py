@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.matrix.platform import ANSWERED_IN_DM
-from tests.matrix.support import BotProcess
+from tests.matrix.support import BotProcess, plant_prompts
 from tests.support.jsclient import JsClient, JsEvent
 from tests.support.jsclient_fixtures import JsClientFactory
 from tests.support.synapse import SynapseServer
@@ -83,12 +84,19 @@ async def test_element_members_use_the_bot_in_encrypted_rooms_and_direct_rooms(
                                            what="a released question")
             assert posted.decrypted
 
-        # A restart: a command sent while the bot is down is answered once, after it.
+        # A restart: a command sent while the bot is down is answered once, after it, and a
+        # scheduled message falls due just after it.
         mark = (await ben.events()).next
         bot.stop()
         down = await ben.send(room, "!cohort help")
+        await plant_prompts(bot.db, "peer-a", [datetime.now(UTC) + timedelta(seconds=3)],
+                            "scheduled")
         bot.start()
         bot.wait_log(SIGNED, count=2)
+        for member in (admin, ana, ben):
+            prompt = await member.wait_for(from_bot(bot, room, contains="scheduled-00"),
+                                           what="a scheduled message")
+            assert prompt.decrypted
         notice = await ben.wait_for(from_bot(bot, room, replying_to=down),
                                     what="the answer to a command sent while down")
         assert notice.body == ANSWERED_IN_DM
