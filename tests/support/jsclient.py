@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tests.support.installs import clear, tail
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -102,27 +104,13 @@ def _installed(directory: Path, wanted: str) -> bool:
     return recorded == wanted and (directory / "node_modules" / "matrix-js-sdk").is_dir()
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"({path} is not readable)"
-    return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
-
-
 def _clear(directory: Path) -> None:
     """Empty an outdated install, keeping the lock file we are holding."""
-    entries = [p for p in directory.iterdir() if p.name != _LOCK]
-    if entries and not any((directory / name).exists() for name in (_INSTALL_LOG, *_PROJECT_FILES)):
-        raise JsClientError(
-            f"{directory} is not empty and is not a js-client install; refusing to clear it "
-            f"(point {INSTALL_DIR_ENV_VAR} somewhere else)"
-        )
-    for entry in entries:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    clear(directory, keep=_LOCK,
+          ours=any((directory / name).exists() for name in (_INSTALL_LOG, *_PROJECT_FILES)),
+          refusal=JsClientError(
+              f"{directory} is not empty and is not a js-client install; refusing to clear it "
+              f"(point {INSTALL_DIR_ENV_VAR} somewhere else)"))
 
 
 def _copy_driver(directory: Path) -> None:
@@ -223,12 +211,12 @@ def _npm_ci(directory: Path, wanted: str) -> None:
         except subprocess.TimeoutExpired:
             raise JsClientError(
                 f"npm ci timed out after {_INSTALL_TIMEOUT:.0f}s in {directory}\n"
-                + _tail(install_log)
+                + tail(install_log)
             ) from None
     if proc.returncode != 0:
         raise JsClientError(
             f"npm ci failed (exit {proc.returncode}) in {directory}\n--- {install_log} ---\n"
-            + _tail(install_log)
+            + tail(install_log)
         )
     marker = directory / _MARKER
     tmp = marker.with_suffix(".tmp")
@@ -445,11 +433,11 @@ class JsClient:
             raise
         if not hello.get("ready"):
             await client.kill()
-            raise JsClientError(f"unexpected greeting {hello}\n{client.stderr_tail()}")
+            raise JsClientError(f"unexpected greeting {hello}\n{client.stderrtail()}")
         return client
 
-    def stderr_tail(self, lines: int = 40) -> str:
-        return f"--- js client stderr ({self.stderr_path}) ---\n{_tail(self.stderr_path, lines)}"
+    def stderrtail(self, lines: int = 40) -> str:
+        return f"--- js client stderr ({self.stderr_path}) ---\n{tail(self.stderr_path, lines)}"
 
     async def _read(self, timeout: float, what: str) -> dict[str, Any]:
         assert self._proc.stdout is not None
@@ -457,17 +445,17 @@ class JsClient:
             line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
         except TimeoutError:
             raise JsClientError(
-                f"{self}: no answer to {what} within {timeout:.0f}s\n{self.stderr_tail()}"
+                f"{self}: no answer to {what} within {timeout:.0f}s\n{self.stderrtail()}"
             ) from None
         if not line:
             code = await self._proc.wait()
             raise JsClientError(f"{self}: the driver exited (code {code}) before answering "
-                                f"{what}\n{self.stderr_tail()}")
+                                f"{what}\n{self.stderrtail()}")
         try:
             message: dict[str, Any] = json.loads(line)
         except ValueError:
             raise JsClientError(f"{self}: not JSON from the driver: {line!r}\n"
-                                + self.stderr_tail()) from None
+                                + self.stderrtail()) from None
         return message
 
     async def request(self, op: str, timeout: float | None = None, **fields: Any
@@ -480,19 +468,19 @@ class JsClient:
             assert self._proc.stdin is not None
             if self._proc.returncode is not None:
                 raise JsClientError(f"{self}: the driver has exited "
-                                    f"(code {self._proc.returncode})\n{self.stderr_tail()}")
+                                    f"(code {self._proc.returncode})\n{self.stderrtail()}")
             self._proc.stdin.write((json.dumps({"id": rid, "op": op, **fields}) + "\n").encode())
             try:
                 await self._proc.stdin.drain()
             except (BrokenPipeError, ConnectionResetError):
                 code = await self._proc.wait()
                 raise JsClientError(f"{self}: the driver exited (code {code})\n"
-                                    + self.stderr_tail()) from None
+                                    + self.stderrtail()) from None
             answer = await self._read(timeout or self.request_timeout, f"{op!r}")
             if answer.get("id") != rid:
                 raise JsClientError(f"{self}: answer {answer} does not match request {rid}")
             if not answer.get("ok"):
-                raise JsClientError(f"{self}: {answer.get('error')}\n{self.stderr_tail()}")
+                raise JsClientError(f"{self}: {answer.get('error')}\n{self.stderrtail()}")
             return answer
 
     # -- operations

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
+
+from tests.support.installs import clear, tail
 
 log = logging.getLogger(__name__)
 
@@ -131,28 +132,13 @@ def _installed(venv_dir: Path, requirement: str) -> bool:
     return recorded == requirement and _venv_python(venv_dir).exists()
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"({path} is not readable)"
-    return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
-
-
 def _clear_venv_dir(venv_dir: Path) -> None:
     """Empty a half-made or outdated venv, keeping the lock file we are holding."""
-    entries = [p for p in venv_dir.iterdir() if p.name != _LOCK]
-    looks_like_venv = (venv_dir / "pyvenv.cfg").exists() or (venv_dir / _INSTALL_LOG).exists()
-    if entries and not looks_like_venv:
-        raise SynapseHarnessError(
-            f"{venv_dir} is not empty and is not a virtualenv; refusing to clear it "
-            f"(point {VENV_ENV_VAR} somewhere else)"
-        )
-    for entry in entries:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    clear(venv_dir, keep=_LOCK,
+          ours=(venv_dir / "pyvenv.cfg").exists() or (venv_dir / _INSTALL_LOG).exists(),
+          refusal=SynapseHarnessError(
+              f"{venv_dir} is not empty and is not a virtualenv; refusing to clear it "
+              f"(point {VENV_ENV_VAR} somewhere else)"))
 
 
 def ensure_synapse_installed(
@@ -207,12 +193,12 @@ def ensure_synapse_installed(
                     except subprocess.TimeoutExpired:
                         raise SynapseHarnessError(
                             f"installing Synapse timed out after {_INSTALL_TIMEOUT:.0f}s: "
-                            f"{' '.join(cmd)}\n{_tail(install_log)}"
+                            f"{' '.join(cmd)}\n{tail(install_log)}"
                         ) from None
                 if proc.returncode != 0:
                     raise SynapseHarnessError(
                         f"installing Synapse failed (exit {proc.returncode}): "
-                        f"{' '.join(cmd)}\n--- {install_log} ---\n{_tail(install_log)}"
+                        f"{' '.join(cmd)}\n--- {install_log} ---\n{tail(install_log)}"
                     )
             marker = venv_dir / _MARKER
             tmp = marker.with_suffix(".tmp")
@@ -436,7 +422,7 @@ class SynapseServer:
                 self._start_once()
                 return
             except SynapseHarnessError:
-                port_taken = "Address already in use" in _tail(self.log_path, 200) + _tail(
+                port_taken = "Address already in use" in tail(self.log_path, 200) + tail(
                     self.stdio_path, 200
                 )
                 if not (port_taken and attempt < attempts):
@@ -506,8 +492,8 @@ class SynapseServer:
 
     def _diagnostics(self) -> str:
         return (
-            f"--- {self.log_path} (tail) ---\n{_tail(self.log_path)}\n"
-            f"--- {self.stdio_path} (tail) ---\n{_tail(self.stdio_path)}"
+            f"--- {self.log_path} (tail) ---\n{tail(self.log_path)}\n"
+            f"--- {self.stdio_path} (tail) ---\n{tail(self.stdio_path)}"
         )
 
     def stop(self, timeout: float = 10.0) -> None:
