@@ -113,7 +113,7 @@ def _parse_start(value: str | None) -> datetime:
 
 async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool,
                  start: datetime | None, keep_running: bool) -> None:
-    from adapters.terminal.shell import Shell
+    from adapters.terminal.shell import Shell, TerminalMessenger
     from bot.bootstrap import sqlite_path, terminal_app
     from bot.scheduling.waker import Waker
 
@@ -129,10 +129,12 @@ async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool
         await waker.start()
     else:
         await app.planner.plan_all()
+    messenger = app.messengers.get("terminal")
     shell = Shell(
         handle=app.bot.handle, run_due=app.dispatcher.run_due,
         advance=app.advance_to if simulated else None, clock=app.clock, out=sys.stdout,
         user=user, channel=channel, command_word=settings.bot.command,
+        messenger=messenger if isinstance(messenger, TerminalMessenger) else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

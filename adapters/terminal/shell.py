@@ -3,7 +3,14 @@
 Lines starting with `/cohort` or `!cohort` are commands; other lines are chat, echoed as
 `[#channel] name: text`. Meta-commands: `:as NAME`, `:in #CHANNEL`, `:dm`, `:advance 90m`
 (simulated clock only), `:now`, `:help`. Every line the bot prints starts with where it went:
-`[#peer-a]`, `[dm:ana]`, or `[private:ana]` for a reply only the caller sees.
+`[#peer-a]`, `[dm:ana]`, or `[private:ana]` for a reply only the caller sees; what is
+delivered while `:advance` moves the clock also carries its time, `[#peer-a · Tue 1 Dec 13:00]`
+(UTC, like `:now`).
+
+A channel here is a place others can see, as a Matrix room is: a command typed in one is
+`seen_by_channel`, so the core refuses a command that would tie its sender to an anonymous
+question, and the shell shows the message withdrawn (`Reply.withdraw`). A reply meant for a
+direct conversation (`Reply.direct`) prints as `[dm:name]`.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ class TerminalMessenger:
 
     def __init__(self, out: TextIO, delivered_log: Path | None = None) -> None:
         self._out = out
+        #: While set (the shell's `:advance`), each line also shows when it was delivered.
+        self.stamp: Callable[[], datetime] | None = None
         self._delivered: set[int] = set()
         self._log: TextIO | None = None
         if delivered_log is not None:
@@ -50,13 +59,22 @@ class TerminalMessenger:
 
     async def send(self, out: Outgoing) -> str:
         if out.outbox_id not in self._delivered:
-            prefix = f"[dm:{out.target}]" if out.direct else f"[#{out.target}]"
+            place = f"dm:{out.target}" if out.direct else f"#{out.target}"
+            if self.stamp is not None:
+                place += f" · {_short_time(self.stamp())}"
+            prefix = f"[{place}]"
             self._out.write(prefixed(prefix, render(out.message)) + "\n")
             self._out.flush()
             if self._log is not None:
                 self._log.write(f"{out.outbox_id}\n")
             self._delivered.add(out.outbox_id)
         return f"terminal-{out.outbox_id}"
+
+
+def _short_time(when: datetime) -> str:
+    """`Tue 1 Dec 13:00` (UTC): when a message went out, short enough for every line."""
+    t = when.astimezone(_UTC)
+    return f"{t:%a} {t.day} {t:%b %H:%M}"
 
 
 class Clockwork(Protocol):
@@ -77,6 +95,7 @@ class Shell:
         user: str,
         channel: str,
         command_word: str = "cohort",
+        messenger: TerminalMessenger | None = None,
     ) -> None:
         self._handle = handle
         self._run_due = run_due
@@ -86,6 +105,7 @@ class Shell:
         self.user = user
         self.channel: str | None = channel
         self._word = command_word
+        self._messenger = messenger
 
     def say(self, line: str) -> None:
         self._out.write(line + "\n")
@@ -114,20 +134,43 @@ class Shell:
         if text is None:
             return
         channel = ChannelRef(PLATFORM, self.channel) if self.channel else None
+        # A channel is a place others can see (as a Matrix room): the command is too.
         replies = await self._handle(Invocation(user=UserRef(PLATFORM, self.user), text=text,
-                                                channel=channel))
+                                                channel=channel,
+                                                seen_by_channel=channel is not None))
+        if channel is not None and any(r.withdraw for r in replies):
+            self.say(f"[{self.place}] ({self.user}'s message was removed: everyone here "
+                     "could see it)")
         for reply in replies:
-            prefix = f"[private:{self.user}]" if reply.private else f"[{self.place}]"
+            if reply.direct:
+                prefix = f"[dm:{self.user}]"
+            elif reply.private:
+                prefix = f"[private:{self.user}]"
+            else:
+                prefix = f"[{self.place}]"
             self.say(prefixed(prefix, render(reply.message)))
         await self._run_due()
+
+    def _where(self) -> str:
+        return f"#{self.channel}" if self.channel else "your direct conversation with the bot"
+
+    def greeting(self) -> str:
+        """The first line: what to type."""
+        return (f"[shell] You are {self.user} in {self._where()}. Type /{self._word} help for the "
+                "bot's commands, :help for the shell's own; end with Ctrl-D.")
 
     async def _meta(self, line: str) -> None:
         word, _, arg = line.partition(" ")
         arg = arg.strip()
         if word == ":as" and arg:
             self.user = arg.lstrip("@")
+        elif word == ":as":
+            self.say(f"[shell] You are {self.user}, typing in {self._where()} "
+                     "(:as NAME to be someone else).")
         elif word == ":in" and arg:
             self.channel = arg.lstrip("#")
+        elif word == ":in":
+            self.say(f"[shell] You are typing in {self._where()} (:in #CHANNEL to move).")
         elif word == ":dm":
             self.channel = None
         elif word == ":now":
@@ -141,17 +184,24 @@ class Shell:
             except UserError as e:
                 self.say(f"[shell] {e.message}")
                 return
-            await self._advance(self._clock.now() + delta)
+            if self._messenger is not None:
+                self._messenger.stamp = self._clock.now
+            try:
+                await self._advance(self._clock.now() + delta)
+            finally:
+                if self._messenger is not None:
+                    self._messenger.stamp = None
             self.say(f"[clock] {format_local(self._clock.now(), _UTC)}")
         elif word == ":help":
-            self.say("[shell] :as NAME · :in #CHANNEL · :dm · :advance 90m · :now · "
-                     f"/{self._word} help")
+            for usage, what in _META_HELP:
+                self.say(f"[shell] {usage.replace('WORD', self._word):<14} {what}")
         else:
             self.say(f"[shell] unknown meta-command {word!r} (try :help)")
 
     async def run(self, stream: TextIO | None = None) -> None:
         """Read lines until end of input. Cancellable at any point (SIGTERM)."""
         stream = stream or sys.stdin
+        self.say(self.greeting())
         if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
             for raw in stream:  # a script file: reading never blocks
                 await self.line(raw)
@@ -178,3 +228,13 @@ class Shell:
 
 
 _UTC = ZoneInfo("UTC")
+
+_META_HELP = (
+    (":as NAME", "act as someone else (:as alone: who you are)"),
+    (":in #CHANNEL", "type in a channel, where everyone there sees what you type"),
+    (":dm", "type in your direct conversation with the bot"),
+    (":advance 90m", "move the simulated clock, delivering what falls due (--clock simulated)"),
+    (":now", "show the time (UTC)"),
+    (":help", "this list"),
+    ("/WORD help", "what you may ask the bot"),
+)
