@@ -23,7 +23,8 @@ def _settings(ctx: click.Context) -> Settings:
     try:
         return load_settings(ctx.obj.get("config"))
     except ConfigError as e:
-        click.echo(str(e), err=True)
+        for line in e.problems:  # every problem found, one line each
+            click.echo(line, err=True)
         sys.exit(2)
 
 
@@ -41,9 +42,13 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 @main.command("check-config")
+@click.option("--live", is_flag=True,
+              help="Also try the database, the Slack token, the Matrix homeserver and "
+                   "account (never logs in). Exit code 1 if any fails.")
 @click.pass_context
-def check_config(ctx: click.Context) -> None:
-    """Validate the configuration and print it with secrets hidden."""
+def check_config(ctx: click.Context, live: bool) -> None:
+    """Validate the configuration and print it with secrets hidden; every problem is
+    listed, one line each (exit code 2)."""
     import json
 
     settings = _settings(ctx)
@@ -51,6 +56,14 @@ def check_config(ctx: click.Context) -> None:
     click.echo(f"platforms: {', '.join(settings.enabled_platforms()) or 'terminal'}")
     click.echo(json.dumps(settings.redacted(), indent=2, default=str))
     click.echo("config OK")
+    if live:
+        from bot.livecheck import run_checks
+
+        checks = asyncio.run(run_checks(settings))
+        for check in checks:
+            click.echo(check.line())
+        if any(check.ok is False for check in checks):
+            sys.exit(1)
 
 
 @main.command("export-person")

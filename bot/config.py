@@ -13,6 +13,7 @@ all-defaults configuration. Nothing in this module runs at import time.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -69,15 +70,20 @@ _SECTION_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class ConfigError(Exception):
-    """The configuration cannot be used. ``str(error)`` is one line, safe to print.
+    """The configuration cannot be used. ``str(error)`` is one line, safe to print: the
+    first problem, and how many more there are.
 
     ``key`` is the dotted config key at fault (``"slack.bot_token"``) when there is one.
+    ``problems`` holds every problem found, one safe line each (the first is ``message``
+    without the count).
     """
 
-    def __init__(self, message: str, *, key: str | None = None) -> None:
+    def __init__(self, message: str, *, key: str | None = None,
+                 problems: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.key = key
+        self.problems = problems or (message,)
 
 
 def _rule(field: str, reason: str) -> PydanticCustomError:
@@ -85,6 +91,15 @@ def _rule(field: str, reason: str) -> PydanticCustomError:
     return PydanticCustomError(
         "config_rule", "{field}: {reason}", {"field": field, "reason": reason}
     )
+
+
+def _broken(rules: list[PydanticCustomError]) -> None:
+    """Raise every broken rule of a section at once (pydantic takes one error per
+    validator: the others ride along in its context, see `_lines`)."""
+    if rules:
+        first = dict(rules[0].context or {})
+        raise PydanticCustomError("config_rule", "{field}: {reason}", {
+            **first, "more": [dict(r.context or {}) for r in rules[1:]]})
 
 
 def _env_name(key: str) -> str:
@@ -343,32 +358,32 @@ class SlackSettings(BaseModel):
 
     @model_validator(mode="after")
     def _required_when_enabled(self) -> Self:
+        broken: list[PydanticCustomError] = []
         if self.client_id is not None and self.client_secret is None:
-            raise _rule("client_secret", "required when slack.client_id is set")
+            broken.append(_rule("client_secret", "required when slack.client_id is set"))
         if self.client_secret is not None and self.client_id is None:
-            raise _rule("client_id", "required when slack.client_secret is set")
+            broken.append(_rule("client_id", "required when slack.client_secret is set"))
         if self.oauth and self.token_key is None:
-            raise _rule(
+            broken.append(_rule(
                 "token_key",
                 "required when slack.client_id is set: installs' tokens are stored sealed "
                 f"with it (make one with 'cohortbot new-key'; set it in the file or "
-                f"{_env_name('slack.token_key')})")
-        if not self.enabled:
-            return self
-        if self.bot_token is None and not self.oauth:
-            raise _required_when_enabled("slack", "bot_token")
-        if self.mode == "socket" and self.app_token is None:
-            raise _rule(
+                f"{_env_name('slack.token_key')})"))
+        if self.enabled and self.bot_token is None and not self.oauth:
+            broken.append(_required_when_enabled("slack", "bot_token"))
+        if self.enabled and self.mode == "socket" and self.app_token is None:
+            broken.append(_rule(
                 "app_token",
                 "required when slack.enabled = true and slack.mode = 'socket' "
                 f"(set it in the file or {_env_name('slack.app_token')})",
-            )
-        if self.mode == "http" and self.signing_secret is None:
-            raise _rule(
+            ))
+        if self.enabled and self.mode == "http" and self.signing_secret is None:
+            broken.append(_rule(
                 "signing_secret",
                 "required when slack.enabled = true and slack.mode = 'http' "
                 f"(set it in the file or {_env_name('slack.signing_secret')})",
-            )
+            ))
+        _broken(broken)
         return self
 
 
@@ -436,24 +451,26 @@ class MatrixSettings(BaseModel):
     def _required_when_enabled(self) -> Self:
         if not self.enabled:
             return self
+        broken: list[PydanticCustomError] = []
         if self.homeserver is None:
-            raise _required_when_enabled("matrix", "homeserver")
+            broken.append(_required_when_enabled("matrix", "homeserver"))
         if self.user_id is None:
-            raise _required_when_enabled("matrix", "user_id")
+            broken.append(_required_when_enabled("matrix", "user_id"))
         if self.password is None and self.access_token is None:
-            raise _rule(
+            broken.append(_rule(
                 "access_token",
                 "required when matrix.enabled = true, unless matrix.password is set "
                 f"(set one in the file or {_env_name('matrix.access_token')} / "
                 f"{_env_name('matrix.password')})",
-            )
+            ))
         if self.store_key is None:
-            raise _rule(
+            broken.append(_rule(
                 "store_key",
                 "required when matrix.enabled = true: the encryption store is sealed with it "
                 f"(make one with 'cohortbot new-key'; set it in the file or "
                 f"{_env_name('matrix.store_key')})",
-            )
+            ))
+        _broken(broken)
         return self
 
 
@@ -505,12 +522,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _admins_name_their_workspace(self) -> Self:
         # With OAuth installs every workspace is a tenant of its own: an admin rules one.
+        broken: list[PydanticCustomError] = []
         if self.slack.oauth and self.slack.bot_token is None:
             for i, entry in enumerate(self.bot.admins):
                 platform, _, ident = entry.partition(":")
                 if platform == "slack" and ":" not in ident:
-                    raise _rule(f"bot.admins[{i}]", "with OAuth installs, name the admin's "
-                                f"workspace: 'slack:T0123:{ident}'")
+                    broken.append(_rule(f"bot.admins[{i}]", "with OAuth installs, name the "
+                                        f"admin's workspace: 'slack:T0123:{ident}'"))
+        _broken(broken)
         return self
 
     @classmethod
@@ -715,6 +734,25 @@ def _is_sensitive(loc: tuple[int | str, ...]) -> bool:
     return False
 
 
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys that could stand where ``loc`` ends: a section's settings, or the sections."""
+    if len(loc) == 1:
+        return list(Settings.model_fields)
+    section = Settings.model_fields.get(str(loc[0]))
+    model = section.annotation if section else None
+    return list(getattr(model, "model_fields", {})) if len(loc) == 2 else []
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """`` (did you mean 'slack.bot_token'?)`` for a misspelt key, else ``""``."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1].lower(), _known_keys(loc), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {_dotted((*loc[:-1], close[0]))!r}?)"
+
+
 def _describe(error: ErrorDetails) -> tuple[str, str]:
     """(dotted key, one-line reason) for one pydantic error, never with a secret in it."""
     loc = tuple(error["loc"])
@@ -764,19 +802,30 @@ def _env_origin(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str:
     return ""
 
 
+def _lines(error: ErrorDetails, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, line) for each problem one pydantic error stands for (a section's broken
+    rules come as one error, see `_broken`)."""
+    if error["type"] == "config_rule":
+        ctx = error.get("ctx") or {}
+        out = []
+        for rule in [ctx, *ctx.get("more", ())]:
+            key = _dotted((*tuple(error["loc"]), str(rule["field"])))
+            out.append((key, f"config error: {key}: {rule['reason']}"))
+        return out
+    key, reason = _describe(error)
+    loc = tuple(error["loc"])
+    origin = _env_origin(loc, environ)
+    if error["type"] == "extra_forbidden":
+        return [(key, f"config error: unknown key {key!r}{origin}{_did_you_mean(loc)}")]
+    return [(key, f"config error: {key}: {reason}{origin}")]
+
+
 def _format_validation_error(exc: ValidationError, environ: Mapping[str, str]) -> ConfigError:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    key, reason = _describe(first)
-    origin = "" if first["type"] == "config_rule" else _env_origin(tuple(first["loc"]), environ)
-    message = (
-        f"config error: unknown key {key!r}{origin}"
-        if first["type"] == "extra_forbidden"
-        else f"config error: {key}: {reason}{origin}"
-    )
-    if len(errors) > 1:
-        message += f" (+{len(errors) - 1} more)"
-    return ConfigError(message, key=key)
+    found = [line for error in exc.errors(include_url=False) for line in _lines(error, environ)]
+    key, message = found[0]
+    if len(found) > 1:
+        message += f" (+{len(found) - 1} more)"
+    return ConfigError(message, key=key, problems=tuple(line for _, line in found))
 
 
 def load_settings(

@@ -87,3 +87,39 @@ def test_slack_manifest_with_oauth_needs_the_url(tmp_path: Path) -> None:
     assert out == ""
     assert "--url is required with OAuth installs" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ check-config
+
+
+def test_check_config_lists_every_problem_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("[slak]\nenabled = true\n[bot]\ncomand = 'x'\nlog_level = 'loud'\n"
+                      "[slack]\nbot_tokn = 'xoxb-TOPSECRET'\n[matrix]\nenabled = true\n"
+                      "homeserver = 'https://m.example.org'\n")
+    code, out, err = cli("--config", str(config), "check-config")
+    assert code == 2
+    assert out == ""
+    assert sorted(err.splitlines()) == sorted([
+        "config error: unknown key 'slak' (did you mean 'slack'?)",
+        "config error: unknown key 'bot.comand' (did you mean 'bot.command'?)",
+        "config error: bot.log_level: must be one of DEBUG, INFO, WARNING, ERROR (got 'loud')",
+        "config error: unknown key 'slack.bot_tokn' (did you mean 'slack.bot_token'?)",
+        "config error: matrix.user_id: required when matrix.enabled = true (set it in the file "
+        "or COHORTBOT_MATRIX__USER_ID)",
+        "config error: matrix.access_token: required when matrix.enabled = true, unless "
+        "matrix.password is set (set one in the file or COHORTBOT_MATRIX__ACCESS_TOKEN / "
+        "COHORTBOT_MATRIX__PASSWORD)",
+        "config error: matrix.store_key: required when matrix.enabled = true: the encryption "
+        "store is sealed with it (make one with 'cohortbot new-key'; set it in the file or "
+        "COHORTBOT_MATRIX__STORE_KEY)",
+    ])
+    assert "TOPSECRET" not in err
+
+
+def test_an_unknown_key_far_from_any_gets_no_guess(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[bot]\nzzzzzz = 1\n")
+    code, _, err = cli("--config", str(config), "check-config")
+    assert code == 2
+    assert err.splitlines() == ["config error: unknown key 'bot.zzzzzz'"]

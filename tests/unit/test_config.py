@@ -270,18 +270,20 @@ def test_environment_error_names_the_variable() -> None:
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     err = config_error(write(tmp_path, "[slak]\nenabled = true\n"), environ={})
-    assert str(err) == "config error: unknown key 'slak'"
+    assert str(err) == "config error: unknown key 'slak' (did you mean 'slack'?)"
     assert err.key == "slak"
 
 
 def test_unknown_nested_key_does_not_show_its_value(tmp_path: Path) -> None:
     err = config_error(write(tmp_path, f"[slack]\nbot_tokn = '{SECRET}'\n"), environ={})
-    assert str(err) == "config error: unknown key 'slack.bot_tokn'"
+    assert str(err) == ("config error: unknown key 'slack.bot_tokn' "
+                        "(did you mean 'slack.bot_token'?)")
 
 
 def test_unknown_nested_key_from_environment() -> None:
     err = config_error(environ={"COHORTBOT_SLACK__BOT_TOKN": SECRET})
-    assert str(err) == "config error: unknown key 'slack.bot_tokn' (from COHORTBOT_SLACK__BOT_TOKN)"
+    assert str(err) == ("config error: unknown key 'slack.bot_tokn' "
+                        "(from COHORTBOT_SLACK__BOT_TOKN) (did you mean 'slack.bot_token'?)")
 
 
 def test_file_cannot_pass_basesettings_init_options(tmp_path: Path) -> None:
@@ -445,7 +447,7 @@ def test_slack_socket_mode_requires_bot_token(tmp_path: Path) -> None:
     err = config_error(write(tmp_path, "[slack]\nenabled = true\n"), environ={})
     assert str(err) == (
         "config error: slack.bot_token: required when slack.enabled = true "
-        "(set it in the file or COHORTBOT_SLACK__BOT_TOKEN)"
+        "(set it in the file or COHORTBOT_SLACK__BOT_TOKEN) (+1 more)"
     )
     assert err.key == "slack.bot_token"
 
@@ -539,8 +541,10 @@ def test_matrix_requires_homeserver_user_and_credentials(tmp_path: Path) -> None
     err = config_error(write(tmp_path, "[matrix]\nenabled = true\n"), environ={})
     assert str(err) == (
         "config error: matrix.homeserver: required when matrix.enabled = true "
-        "(set it in the file or COHORTBOT_MATRIX__HOMESERVER)"
+        "(set it in the file or COHORTBOT_MATRIX__HOMESERVER) (+3 more)"
     )
+    assert [line.split(":")[1] for line in err.problems] == [
+        " matrix.homeserver", " matrix.user_id", " matrix.access_token", " matrix.store_key"]
     err = config_error(
         write(tmp_path, "[matrix]\nenabled = true\nhomeserver = 'https://m.example.org'\n"),
         environ={},
