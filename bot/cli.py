@@ -148,6 +148,9 @@ async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool
         advance=app.advance_to if simulated else None, clock=app.clock, out=sys.stdout,
         user=user, channel=channel, command_word=settings.bot.command,
         messenger=messenger if isinstance(messenger, TerminalMessenger) else None,
+        # (a bot that keeps running after the input ends stops only on a signal)
+        stop_hint="Ctrl-C stops the bot" if keep_running and not simulated else
+        "end with Ctrl-D",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -96,6 +96,7 @@ class Shell:
         channel: str,
         command_word: str = "cohort",
         messenger: TerminalMessenger | None = None,
+        stop_hint: str = "end with Ctrl-D",
     ) -> None:
         self._handle = handle
         self._run_due = run_due
@@ -106,6 +107,7 @@ class Shell:
         self.channel: str | None = channel
         self._word = command_word
         self._messenger = messenger
+        self._stop_hint = stop_hint
 
     def say(self, line: str) -> None:
         self._out.write(line + "\n")
@@ -157,7 +159,7 @@ class Shell:
     def greeting(self) -> str:
         """The first line: what to type."""
         return (f"[shell] You are {self.user} in {self._where()}. Type /{self._word} help for the "
-                "bot's commands, :help for the shell's own; end with Ctrl-D.")
+                f"bot's commands, :help for the shell's own; {self._stop_hint}.")
 
     async def _meta(self, line: str) -> None:
         word, _, arg = line.partition(" ")

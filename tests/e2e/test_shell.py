@@ -130,7 +130,7 @@ def test_run_on_the_terminal_starts_by_saying_what_to_type(db: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert first == ("[shell] You are ana in #general. Type /cohort help for the bot's "
-                     "commands, :help for the shell's own; end with Ctrl-D.\n")
+                     "commands, :help for the shell's own; Ctrl-C stops the bot.\n")
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 
