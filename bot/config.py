@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -743,14 +743,18 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     return list(getattr(model, "model_fields", {})) if len(loc) == 2 else []
 
 
+def _guess(loc: tuple[int | str, ...]) -> str | None:
+    """The known key closest to a misspelt one (``slack.bot_token`` for ``slack.bot_tokn``)."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    close = difflib.get_close_matches(loc[-1].lower(), _known_keys(loc), n=1, cutoff=0.6)
+    return _dotted((*loc[:-1], close[0])) if close else None
+
+
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:
     """`` (did you mean 'slack.bot_token'?)`` for a misspelt key, else ``""``."""
-    if not loc or not isinstance(loc[-1], str):
-        return ""
-    close = difflib.get_close_matches(loc[-1].lower(), _known_keys(loc), n=1, cutoff=0.6)
-    if not close:
-        return ""
-    return f" (did you mean {_dotted((*loc[:-1], close[0]))!r}?)"
+    guess = _guess(loc)
+    return f" (did you mean {guess!r}?)" if guess else ""
 
 
 def _describe(error: ErrorDetails) -> tuple[str, str]:
@@ -820,8 +824,43 @@ def _lines(error: ErrorDetails, environ: Mapping[str, str]) -> list[tuple[str, s
     return [(key, f"config error: {key}: {reason}{origin}")]
 
 
-def _format_validation_error(exc: ValidationError, environ: Mapping[str, str]) -> ConfigError:
+def _without(values: dict[str, Any], loc: tuple[int | str, ...]) -> None:
+    """Drop the value at ``loc`` (a list as a whole, for an item of it)."""
+    names = [p for p in loc if isinstance(p, str)][:2]
+    for name in names[:-1]:
+        inner = values.get(name)
+        if not isinstance(inner, dict):
+            return
+        values = inner
+    if names:
+        values.pop(names[-1], None)
+
+
+def _rules_beyond(exc: ValidationError, values: dict[str, Any], environ: Mapping[str, str]
+                  ) -> list[tuple[str, str]]:
+    """The rules between keys that a section breaks besides its bad values: pydantic checks
+    them only once a section's values are valid, so check again without the bad ones."""
+    pruned = json.loads(json.dumps(values, default=str))  # a deep copy of plain data
+    seen: set[str] = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        _without(pruned, loc)
+        seen.add(_dotted(loc))
+        if error["type"] == "extra_forbidden":
+            seen.add(_guess(loc) or "")  # (its guess already names the missing key)
+    try:
+        Settings(**pruned)
+    except ValidationError as again:
+        return [(key, line) for error in again.errors(include_url=False)
+                if error["type"] == "config_rule" for key, line in _lines(error, environ)
+                if key not in seen]
+    return []
+
+
+def _format_validation_error(exc: ValidationError, environ: Mapping[str, str],
+                             more: Sequence[tuple[str, str]] = ()) -> ConfigError:
     found = [line for error in exc.errors(include_url=False) for line in _lines(error, environ)]
+    found += [line for line in more if line not in found]
     key, message = found[0]
     if len(found) > 1:
         message += f" (+{len(found) - 1} more)"
@@ -855,11 +894,12 @@ def load_settings(
         # (`_env_file`, `_cli_parse_args`, ...): a file must not be able to pass those.
         if key.startswith("_"):
             raise ConfigError(f"config error: unknown key {key!r}", key=key)
+    values = _merge(file_values, env_values)
     try:
-        settings = Settings(**_merge(file_values, env_values))
+        settings = Settings(**values)
     except ValidationError as exc:
         # `from None`: the ValidationError may hold secret input values; keep it out of
         # any traceback that gets logged.
-        raise _format_validation_error(exc, env) from None
+        raise _format_validation_error(exc, env, _rules_beyond(exc, values, env)) from None
     settings._source_path = source_path
     return settings

@@ -117,6 +117,20 @@ def test_check_config_lists_every_problem_at_once(tmp_path: Path) -> None:
     assert "TOPSECRET" not in err
 
 
+def test_rules_between_keys_are_listed_beside_bad_values(tmp_path: Path) -> None:
+    config = tmp_path / "slack.toml"
+    config.write_text("[slack]\nenabled = true\nbot_tokn = 'xoxb-TOPSECRET'\n"
+                      "http_port = 'eighty'\n")
+    code, _, err = cli("--config", str(config), "check-config")
+    assert code == 2
+    assert err.splitlines() == [
+        "config error: slack.http_port: must be an integer (got 'eighty')",
+        "config error: unknown key 'slack.bot_tokn' (did you mean 'slack.bot_token'?)",
+        "config error: slack.app_token: required when slack.enabled = true and slack.mode = "
+        "'socket' (set it in the file or COHORTBOT_SLACK__APP_TOKEN)",
+    ]
+
+
 def test_an_unknown_key_far_from_any_gets_no_guess(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[bot]\nzzzzzz = 1\n")
