@@ -22,6 +22,7 @@ from bot.db.copy import describe
 from bot.db.engine import sync_url
 
 CONNECT_TIMEOUT = 10
+_MISSING = "cannot be tried: install the {extra} extra (pip install 'cohortbot[{extra}]')"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -114,8 +115,10 @@ async def _slack(settings: Settings) -> Check:
         why = ("OAuth installs: each workspace's token is tried when it is used"
                if s.oauth else "no slack.bot_token configured")
         return Check(name="slack", ok=None, detail=why)
-    from adapters.slack.probe import check_bot_token
-
+    try:
+        from adapters.slack.probe import check_bot_token
+    except ImportError:
+        return Check(name="slack", ok=False, detail=_MISSING.format(extra="slack"))
     ok, detail = await check_bot_token(s.bot_token.get_secret_value(), s.api_base_url)
     return Check(name="slack", ok=ok, detail=detail)
 
@@ -125,8 +128,10 @@ async def _matrix(settings: Settings) -> list[Check]:
     if s.homeserver is None or s.user_id is None:
         return [Check(name="matrix", ok=None,
                       detail="no matrix.homeserver and matrix.user_id configured")]
-    from adapters.matrix.probe import check_account, check_homeserver
-
+    try:
+        from adapters.matrix.probe import check_account, check_homeserver
+    except ImportError:
+        return [Check(name="matrix", ok=False, detail=_MISSING.format(extra="matrix"))]
     ok, detail = await check_homeserver(s.homeserver)
     checks = [Check(name="matrix homeserver", ok=ok, detail=detail)]
     if not ok:

@@ -169,3 +169,21 @@ def test_sqlite_ok_missing_or_not_a_database(tmp_path: Path) -> None:
     assert code == 1
     assert lines[0] == (f"database: FAILED: SQLite {tmp_path / 'no' / 'x.db'} does not exist "
                         f"and {tmp_path / 'no'} is not a writable folder")
+
+
+def test_a_platform_whose_extra_is_missing_fails_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "adapters.slack.probe", None)  # import fails
+    monkeypatch.setitem(sys.modules, "adapters.matrix.probe", None)
+    code, lines = live({"COHORTBOT_SLACK__BOT_TOKEN": "xoxb-anything",
+                        "COHORTBOT_MATRIX__HOMESERVER": "http://127.0.0.1:9",
+                        "COHORTBOT_MATRIX__USER_ID": "@bot:example.org"})
+    assert code == 1
+    assert lines[1:] == [
+        "slack: FAILED: cannot be tried: install the slack extra (pip install "
+        "'cohortbot[slack]')",
+        "matrix: FAILED: cannot be tried: install the matrix extra (pip install "
+        "'cohortbot[matrix]')",
+    ]
