@@ -8,18 +8,43 @@ which cohort's zone and which "next" session they refer to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from bot.domain.refs import UserRef
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Days named relative to today, as people say them.
+RELATIVE = ("today", "tomorrow", "this-week", "next-week", *WEEKDAYS)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DayRef:
-    """`next` (the next session) or a range of days, inclusive."""
+    """`next` (the next session), a range of days (inclusive), or days named relative to
+    today (`relative`: one of RELATIVE), which only the service can date."""
 
     next: bool = False
     first: date | None = None
     last: date | None = None
+    relative: str | None = None
+
+    def span(self, today: date) -> tuple[date, date] | None:
+        """The days of a relative reference, seen from `today` (None if not relative)."""
+        r = self.relative
+        if r is None:
+            return None
+        if r == "today":
+            return today, today
+        if r == "tomorrow":
+            day = today + timedelta(days=1)
+            return day, day
+        if r == "this-week":
+            return today, today + timedelta(days=6 - today.weekday())
+        if r == "next-week":
+            monday = today + timedelta(days=7 - today.weekday())
+            return monday, monday + timedelta(days=6)
+        ahead = (WEEKDAYS.index(r) - today.weekday()) % 7
+        day = today + timedelta(days=ahead)
+        return day, day
 
 
 class Command:
@@ -258,7 +283,7 @@ class SetReminders(Command):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SetCohortOption(Command):
-    key: str
+    key: str | None  # None: list every setting with its value
     value: str | None  # None: show the current value
 
 

@@ -9,6 +9,7 @@ Errors are `UsageError`s whose message says what was wrong and which carry the u
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,20 +40,27 @@ class Role(IntEnum):
 class UsageError(UserError):
     """Input that does not fit the grammar; `usage` is the line that would have."""
 
+    #: The words were near a command that ties its sender to an anonymous question ("aks"
+    #: for "ask"): the message that carried them is withdrawn like that command's would be.
+    near_secret: bool = False
+
 
 _MENTION = re.compile(r"^<@([^>|\s]+)(?:\|[^>]*)?>$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _ROLE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 _NUMBER = re.compile(r"[0-9]{1,9}")
+_WEEKDAY = re.compile(r"mon(day)?|tue(s|sday)?|wed(nesday)?|thu(r|rs|rsday)?|fri(day)?|"
+                      r"sat(urday)?|sun(day)?", re.ASCII)
 
 
 class Args:
     """The words after a command's own words, consumed left to right."""
 
-    def __init__(self, remainder: str, platform: str, usage: str) -> None:
+    def __init__(self, remainder: str, platform: str, usage: str, word: str = "cohort") -> None:
         self.remainder = remainder.strip()
         self.platform = platform
         self.usage = usage
+        self.prefix = word  # the command word, for hints: "/cohort"
 
     def fail(self, message: str) -> UsageError:
         return UsageError(message, usage=self.usage)
@@ -111,9 +119,21 @@ class Args:
         return int(token)
 
     def dayref(self, *, allow_next: bool = True) -> c.DayRef:
-        token = self.word("a day (next, 2026-12-01 or 2026-12-01..2026-12-15)")
-        if token.lower() == "next" and allow_next:
+        token = self.word("a day (next, tue, next week, 2026-12-01 or 2026-12-01..2026-12-15)")
+        low = token.lower()
+        following = (self.peek() or "").lower()
+        if low in ("next", "this") and following == "week":
+            self.word("week")
+            return c.DayRef(relative=f"{low}-week")
+        if low == "next" and following[:3] in c.WEEKDAYS and _WEEKDAY.fullmatch(following):
+            self.word("a day")  # "next tue": the coming Tuesday
+            return c.DayRef(relative=following[:3])
+        if low == "next" and allow_next:
             return c.DayRef(next=True)
+        if low in ("today", "tomorrow"):
+            return c.DayRef(relative=low)
+        if _WEEKDAY.fullmatch(low):
+            return c.DayRef(relative=low[:3])
         first_s, sep, last_s = token.partition("..")
         try:
             first = parse_date(first_s)
@@ -207,6 +227,10 @@ def _no_args(command: c.Command) -> Callable[[Args], c.Command]:
 
 
 def _schedule(a: Args) -> c.Command:
+    first = (a.peek() or "").lower()
+    if first and not _NUMBER.fullmatch(first.lstrip("#")):
+        raise a.fail(f"'{_short(first)}' is not a number of sessions. To set the schedule: "
+                     f"{a.prefix} cohort schedule weekly tue 14:00 Europe/London for 90m.")
     count = a.number("number of sessions") if not a.empty else 4
     a.done()
     if not 1 <= count <= 12:
@@ -269,8 +293,8 @@ def _release(a: Args) -> c.Command:
     word = a.optional_word()
     a.done()
     if word not in (None, "confirm"):
-        raise a.fail(f"'{_short(word or '')}': type 'release confirm' to post even a small "
-                     "batch.")
+        raise a.fail(f"'{_short(word or '')}': type '{a.prefix} release confirm' to post even a "
+                     "small batch.")
     return c.ReleaseQuestions(confirm=word == "confirm")
 
 
@@ -300,7 +324,8 @@ def _add_session(a: Args) -> c.Command:
 def _review_id(a: Args) -> str:
     token = a.word("question id").lower().lstrip("#")
     if not re.fullmatch(r"[a-z0-9]{2,12}", token):
-        raise a.fail(f"'{_short(token)}' is not a question id from 'questions review'.")
+        raise a.fail(f"'{_short(token)}' is not a question id from "
+                     f"'{a.prefix} questions review'.")
     return token
 
 
@@ -346,7 +371,7 @@ def _link(a: Args) -> c.Command:
     slug = a.optional_word()
     a.done()
     if slug is not None and not _SLUG.match(slug.lower()):
-        raise a.fail(f"'{_short(slug)}' is not a cohort id (see 'cohort list').")
+        raise a.fail(f"'{_short(slug)}' is not a cohort id (see '{a.prefix} cohort list').")
     return c.LinkCohort(slug=slug.lower() if slug else None)
 
 
@@ -391,6 +416,8 @@ def _reminders(a: Args) -> c.Command:
 
 
 def _set(a: Args) -> c.Command:
+    if a.empty:
+        return c.SetCohortOption(key=None, value=None)
     key = a.word("a setting").lower()
     value = a.optional_rest("value", limit=400)
     return c.SetCohortOption(key=key, value=value)
@@ -421,9 +448,9 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("next",), "", "the next session, your role and your open actions", M,
          _no_args(c.Next())),
     Spec(("schedule",), "[n]", "the next n sessions with their roles", M, _schedule),
-    Spec(("away",), "<next|date|date..date>", "say you will miss sessions (no pings for them)",
-         M, _away),
-    Spec(("back",), "[next|date|date..date|all]", "undo an away", M, _back),
+    Spec(("away",), "<next|tue|next week|date|date..date>",
+         "say you will miss sessions (no pings for them)", M, _away),
+    Spec(("back",), "[next|tue|next week|date|date..date|all]", "undo an away", M, _back),
     Spec(("swap", "accept"), "", "accept the role swap someone asked you for", M,
          _no_args(c.AnswerSwap(accept=True))),
     Spec(("swap", "decline"), "", "decline the role swap someone asked you for", M,
@@ -487,8 +514,9 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("cohort", "show"), "", "this cohort's settings", F, _no_args(c.ShowCohort())),
     Spec(("cohort", "schedule"), "<spec>", "set the schedule, e.g. weekly tue 14:00 "
          "Europe/London for 90m", A, lambda a: c.SetSchedule(spec=a.rest("schedule", limit=400))),
-    Spec(("cohort", "members", "add"), "@member…", "add members", A, _members(True, False)),
-    Spec(("cohort", "members", "remove"), "@member…", "remove members", A,
+    # (facilitators too, unless an admin turned the cohort's facilitator-members setting off)
+    Spec(("cohort", "members", "add"), "@member…", "add members", F, _members(True, False)),
+    Spec(("cohort", "members", "remove"), "@member…", "remove members", F,
          _members(False, False)),
     Spec(("cohort", "facilitators", "add"), "@member…", "add facilitators", A,
          _members(True, True)),
@@ -529,12 +557,103 @@ def _match(words: list[str]) -> Spec | None:
     return best
 
 
+#: Words people reach for that mean one of ours: suggested ("did you mean"), never run.
+SYNONYMS: dict[str, str] = {
+    "finished": "done", "finish": "done", "complete": "done", "completed": "done",
+    "did": "done", "dropped": "drop", "abandon": "drop", "delete": "drop", "remove": "drop",
+    "not-yet": "notyet", "later": "notyet", "partial": "partly", "partially": "partly",
+    "new": "add", "ls": "list", "show": "list", "when": "next", "sessions": "schedule",
+    "leave": "away", "absent": "away", "vacation": "away", "holiday": "away", "begin": "start",
+    "stop": "end", "finish-session": "end", "commands": "help", "?": "help", "timezone": "tz",
+    "zone": "tz", "members": "members", "make": "create", "new-cohort": "create",
+    "unarchive": "resume",
+}
+
+
+def _words_after(prefix: tuple[str, ...]) -> list[str]:
+    """The words that may follow `prefix` in some command, in table order."""
+    n = len(prefix)
+    return list(dict.fromkeys(s.words[n] for s in COMMANDS
+                              if s.words[:n] == prefix and len(s.words) > n))
+
+
+def _known_prefix(low: list[str]) -> int:
+    """How many leading words are the start of some command ("cohort crate" -> 1)."""
+    best = 0
+    for s in COMMANDS:
+        k = 0
+        while k < min(len(low), len(s.words)) and low[k] == s.words[k]:
+            k += 1
+        best = max(best, k)
+    return best
+
+
+def _near(word: str, options: list[str]) -> list[str]:
+    found = difflib.get_close_matches(word, options, n=2, cutoff=0.6)
+    synonym = SYNONYMS.get(word)
+    if synonym in options and synonym not in found:
+        found.insert(0, synonym)
+    prefixed = [o for o in options if len(word) >= 2 and o.startswith(word) and o not in found]
+    return (found + prefixed)[:3]
+
+
+def unknown(tokens: list[str], word: str) -> UsageError:
+    """What to say about words that are no command: the first word that is wrong (never a
+    correct one before it) and the nearest valid words."""
+    low = [t.lower() for t in tokens]
+    k = _known_prefix(low)
+    prefix = tuple(low[:k])
+    options = _words_after(prefix)
+    shown = " ".join(prefix)
+    if k == len(low):  # the words are right but stop too early: "cohort", "action"
+        return UsageError(f"'{shown}' needs one more word: {', '.join(options)}.",
+                          usage=f"{word} help {shown}")
+    bad = tokens[k]
+    near = _near(low[k], options)
+    if not k and not near:
+        # An admin verb without its "cohort" word, e.g. "crate" for "cohort create".
+        admin = _words_after(("cohort",))
+        near += [f"cohort {w}" for w in _near(low[0], admin) if f"cohort {w}" not in near]
+    where = f" after '{shown}'" if k else ""
+    secret = {s.name for s in COMMANDS if s.secret}
+    text = f"Unknown command '{_short(bad)}'{where}."
+    if near:
+        full = [f"'{word} {shown + ' ' if k else ''}{n}'" for n in near[:3]]
+        text += f" Did you mean {' or '.join(full)}?"
+    elif k:
+        text += f" After '{shown}' come: {', '.join(options)}."
+    error = UsageError(text, usage=f"{word} help" + (f" {shown}" if k else ""))
+    error.near_secret = any(f"{shown} {n}".strip() in secret for n in near)
+    return error
+
+
+def _cohort_guess(remainder: str) -> tuple[str, str] | None:
+    """For "--cohort Peer A next": the name typed ("Peer A") and the command after it, when
+    the words after --cohort only make a command once a few are taken as the cohort's."""
+    words = remainder.split()
+    for n in range(2, min(len(words), 5)):
+        if _match(words[n:]) is not None:
+            return " ".join(words[:n]), " ".join(words[n:])
+    return None
+
+
+class CohortNameError(UsageError):
+    """`--cohort` was given a name (several words) where the id belongs; the service turns
+    `name` into a suggestion from the caller's own cohorts."""
+
+    def __init__(self, message: str, *, usage: str, name: str) -> None:
+        super().__init__(message, usage=usage)
+        self.name = name
+
+
 def parse(text: str, *, platform: str, word: str = "cohort") -> Parsed:
     """Parse what follows the command word (`/cohort` or `!cohort`)."""
     remainder = text.strip()
     cohort: str | None = None
     head = remainder.split(None, 2)
+    by_flag = False
     if head and (head[0] == "--cohort" or head[0].startswith("--cohort=")):
+        by_flag = True
         if head[0] == "--cohort":
             if len(head) < 2:
                 raise UsageError("Missing the cohort id after --cohort.",
@@ -547,12 +666,31 @@ def parse(text: str, *, platform: str, word: str = "cohort") -> Parsed:
         remainder = "help"
     tokens = remainder.split()
     spec = _match(tokens)
+    if spec is None and by_flag and cohort is not None and head[0] == "--cohort":
+        guess = _cohort_guess(f"{head[1]} {remainder}")
+        if guess is not None:
+            name, _ = guess
+            raise CohortNameError(
+                f"'{_short(name)}' is a name: --cohort takes a cohort's id (one word, see "
+                f"{word} cohort list).", usage=f"{word} --cohort <cohort-id> <command>",
+                name=name)
+    if spec is None and tokens[0].lower() not in _words_after(()) \
+            and tokens[0].lower() in _words_after(("cohort",)):
+        # An admin verb without its "cohort" word ("create Peer C"): nothing else is called so.
+        tokens = ["cohort", *tokens]
+        remainder = "cohort " + remainder
+        spec = _match(tokens)
     if spec is None:
-        raise UsageError(f"Unknown command '{_short(tokens[0])}'.", usage=f"{word} help")
+        error = unknown(tokens, word)
+        if "Did you mean" not in error.message and _known_prefix(
+                [t.lower() for t in tokens]) == 0:
+            error = UsageError(error.message + f" '{word} help' lists what you can do.",
+                               usage=error.usage)  # (nothing near: not near a secret one)
+        raise error
     rest = remainder
     for _ in spec.words:
         rest = rest.split(None, 1)[1] if len(rest.split(None, 1)) > 1 else ""
-    args = Args(rest, platform, spec.usage(word))
+    args = Args(rest, platform, spec.usage(word), word)
     return Parsed(spec, spec.build(args), cohort)
 
 

@@ -39,6 +39,8 @@ class CohortSettings:
     #: A scheduled batch is posted only with at least this many questions (cover in numbers).
     min_batch: int = 2
     moderation: bool = False
+    #: Facilitators may add and remove members of their cohort (admins always may).
+    facilitator_members: bool = True
     #: Set with `cohort set phases`; empty: the default phases, stretched to each session.
     phases: tuple[tuple[str, int], ...] = ()
 
@@ -149,6 +151,8 @@ SETTING_KEYS: tuple[SettingKey, ...] = (
                "the fewest questions a scheduled batch posts (fewer wait for the next one)"),
     SettingKey("moderation", "moderation", _bool,
                "on: a facilitator approves each anonymous question first"),
+    SettingKey("facilitator-members", "facilitator_members", _bool,
+               "on: facilitators may add and remove members (admins always may)"),
     SettingKey("phases", "phases", _phases,
                "session phases, e.g. 'casting=5m, case report=10m, consultation=25m', or "
                "'default'"),

@@ -99,7 +99,8 @@ _ORDINALS: dict[str, int] = {
 _ORDINAL_NAMES = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "last"}
 
 _TOKEN = re.compile(r",|[^\s,]+")
-_TIME_LIKE = re.compile(r"[0-9]{1,2}:[0-9]{2}", re.ASCII)
+_TIME_LIKE = re.compile(r"[0-9]{1,2}:[0-9]{2}|[0-9]{1,2}(?::[0-9]{2})?[AaPp]\.?[Mm]\.?",
+                        re.ASCII)
 _DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}", re.ASCII)
 _DATETIME_LIKE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}[Tt][0-9]{1,2}:[0-9]{2}", re.ASCII)
 _DURATION_PIECE = re.compile(r"[0-9][0-9a-z]*|[a-z]+", re.ASCII | re.IGNORECASE)
@@ -637,7 +638,7 @@ def _take_time(tokens: _Tokens) -> time:
     tokens.take_if("at")
     word = tokens.take()
     if word is None or not _TIME_LIKE.fullmatch(word):
-        raise _bad(word, "expected a time like 14:00.")
+        raise _bad(word, "expected a time like 14:00 or 2pm.")
     return parse_time(word)
 
 

@@ -50,9 +50,12 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # accepts, so "٢٠٢٦-..." would quietly parse.
 _NUMBER_UNIT = re.compile(r"([0-9]+)\s*([a-z]+)", re.ASCII)
 _DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})", re.ASCII)
-_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})", re.ASCII)
+#: "14:00", "9:30", "2pm", "2:30pm", "2 PM", "12am": a 24-hour time, or a 12-hour one with
+#: am/pm (then the minutes may be left out).
+_TIME = re.compile(r"([0-9]{1,2})(?::([0-9]{2}))?\s*(?:([AaPp])\.?[Mm]\.?)?", re.ASCII)
 _DATETIME = re.compile(
-    r"([0-9]{4}-[0-9]{1,2}-[0-9]{1,2})(?:[Tt]|\s+)([0-9]{1,2}:[0-9]{2})", re.ASCII
+    r"([0-9]{4}-[0-9]{1,2}-[0-9]{1,2})(?:[Tt]|\s+)([0-9]{1,2}(?::[0-9]{2})?\s*(?:[AaPp]\.?[Mm]\.?)?)",
+    re.ASCII,
 )
 _NUMERIC_TZNAME = re.compile(r"[+-][0-9]")
 
@@ -69,7 +72,7 @@ for _names, _seconds in (
 
 _DURATION_HELP = "Use a number and a unit, like 90m, 2h, 1h30m, 2d or 1w."
 _DATE_HELP = "Use YYYY-MM-DD, like 2026-12-01."
-_TIME_HELP = "Use 24-hour HH:MM, like 14:00 or 9:30."
+_TIME_HELP = "Use a time like 14:00, 9:30, 2pm or 2:30pm."
 _DATETIME_HELP = "Use YYYY-MM-DD HH:MM, like 2026-12-01 14:00."
 
 
@@ -289,13 +292,19 @@ def parse_date(text: str) -> date:
 
 
 def parse_time(text: str) -> time:
-    """Parse a 24-hour wall time: "14:00", "9:30"."""
+    """Parse a wall time: "14:00", "9:30", "2pm", "2:30pm", "12am" (midnight)."""
     flat = text.strip()
     match = _TIME.fullmatch(flat)
-    if match is None:
+    if match is None or (match.group(2) is None and match.group(3) is None):
         raise UserError(f"Can't read the time {quote_input(text)}. {_TIME_HELP}")
-    hour, minute = match.groups()
-    return _checked_time(hour, minute, flat)
+    hour, minute, half = match.groups()
+    if half is None:
+        return _checked_time(hour, minute, flat)
+    h = int(hour)
+    if not 1 <= h <= 12:
+        raise UserError(f"{quote_input(flat)} is not a valid time. {_TIME_HELP}")
+    h = h % 12 + (12 if half.lower() == "p" else 0)
+    return _checked_time(str(h), minute or "0", flat)
 
 
 def parse_local_datetime(text: str) -> datetime:

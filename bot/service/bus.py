@@ -7,6 +7,7 @@ reference and the caller sees only that reference. Nothing here logs who ran a c
 
 from __future__ import annotations
 
+import difflib
 import logging
 import secrets
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from bot import metrics
 from bot.chat import commands as c
-from bot.chat.grammar import Parsed, Role, UsageError, parse
+from bot.chat.grammar import CohortNameError, Parsed, Role, UsageError, parse
 from bot.chat.message import Mention, Message
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ARCHIVED, Cohort, Member, Person
@@ -27,6 +28,7 @@ from bot.service.checkins import open_actions
 from bot.service.context import Ctx, Handler, Known, admin_over, tell_facilitators
 from bot.service.limits import Limits
 from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
+from bot.service.reshuffle import refill, snapshot, tell_changes
 from bot.service.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ class Bot:
                 user, tenant=tenant, platform=place.platform, channel_id=place.id)
             if cohort is None or member is None or (member.left_at is None) == present:
                 return
+            before = await snapshot(uow, cohort, now) if member.is_member else {}
             member.left_at = None if present else now
             what = ("is back in the channel of {}: they take part again." if present else
                     "left the channel of {}: until they are back, they get no roles, "
@@ -121,6 +124,12 @@ class Bot:
             notice = Message.of(Mention(user), " " + what.format(cohort.name))
             await tell_facilitators(uow, cohort, notice, now=now,
                                     key=f"moved:{uuid.uuid4().hex}", but=member.id)
+            if member.is_member:
+                await uow.flush()
+                await refill(uow, cohort, now)
+                await tell_changes(uow, cohort, now, before,
+                                   why="after a member came back" if present else
+                                   "after a member left the channel", but=member.id)
             await uow.commit()
         if self._on_change is not None:
             self._on_change()
@@ -149,7 +158,11 @@ class Bot:
             parsed = parse(inv.text, platform=platform, word=word)
         except UsageError as e:
             metrics.COMMANDS.labels(platform, REFUSED).inc()
-            return [error_reply(e.message, e.usage)]
+            message = e.message
+            if isinstance(e, CohortNameError):
+                async with self._uow() as uow:
+                    message += await self._cohort_hint(uow, inv, e.name)
+            return [error_reply(message, e.usage, withdraw=e.near_secret)]
         except Exception:
             ref = secrets.token_hex(4)
             metrics.COMMANDS.labels(platform, ERROR).inc()
@@ -265,7 +278,8 @@ class Bot:
         if parsed.cohort is not None:
             found = await uow.cohort_and_caller(inv.user, tenant=inv.tenant, slug=parsed.cohort)
             if found[0] is None:
-                raise UserError(f"No cohort has the id '{parsed.cohort[:40]}'.")
+                raise UserError(f"No cohort has the id '{parsed.cohort[:40]}'."
+                                + await self._cohort_hint(uow, inv, parsed.cohort))
             return found
         if inv.channel is not None:
             return await uow.cohort_and_caller(inv.user, tenant=inv.tenant,
@@ -276,6 +290,21 @@ class Bot:
         if len({co.id for co, _ in mine}) == 1:
             return await uow.cohort_and_caller(inv.user, id=mine[0][0].id)
         return None, None, None
+
+    async def _cohort_hint(self, uow: UnitOfWork, inv: Invocation, typed: str) -> str:
+        """" Did you mean --cohort peer-a?" for what the caller typed, from the cohorts of
+        the caller's own tenant they are in (all of the tenant's, for its admins); else ""."""
+        if self.policy.is_admin(inv.user, inv.tenant):
+            known = await uow.find(Cohort, tenant=inv.tenant)
+        else:
+            known = [co for co, _ in await uow.memberships(inv.user, inv.tenant)]
+        by_word: dict[str, str] = {}
+        for co in known:
+            if co.status != ARCHIVED and co.tenant == inv.tenant:
+                by_word[co.slug] = co.slug
+                by_word[co.name.lower()] = co.slug
+        near = difflib.get_close_matches(typed.lower()[:60], list(by_word), n=1, cutoff=0.6)
+        return f" Did you mean --cohort {by_word[near[0]]}?" if near else ""
 
     async def _no_cohort(self, uow: UnitOfWork, inv: Invocation) -> str:
         if inv.channel is not None:

@@ -82,21 +82,31 @@ async def current_or_next(uow: UnitOfWork, cohort: Cohort, now: datetime) -> Ses
     return await next_session(uow, cohort, now)
 
 
+def day_span(when: DayRef, now: datetime, zone: str) -> tuple[date, date]:
+    """The days a reference that is not `next` names, in the cohort's `zone`."""
+    span = when.span(local_day(now, zone))
+    if span is not None:
+        return span
+    assert when.first is not None and when.last is not None
+    return when.first, when.last
+
+
 async def resolve_day(uow: UnitOfWork, cohort: Cohort, now: datetime, when: DayRef) -> Session:
     if when.next:
         session = await next_session(uow, cohort, now)
         if session is None:
             raise UserError(f"{cohort.name} has no upcoming session.")
         return session
-    assert when.first is not None and when.last is not None
+    first, last = day_span(when, now, cohort.zone)
     zone = ZoneInfo(cohort.zone)
-    start = datetime.combine(when.first, datetime.min.time(), zone)
-    end = datetime.combine(when.last + timedelta(days=1), datetime.min.time(), zone)
+    start = datetime.combine(first, datetime.min.time(), zone)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
     if end > now:
         await ensure_sessions(uow, cohort, now, end)
     found = await uow.sessions_between(cohort.id, start, end)
     if not found:
-        raise UserError(f"{cohort.name} has no session on {when.first.isoformat()}.")
+        shown = first.isoformat() if first == last else f"{first} to {last}"
+        raise UserError(f"{cohort.name} has no session on {shown}.")
     return found[0]
 
 

@@ -3,11 +3,14 @@ change will do (e.g. the next session times)."""
 
 from __future__ import annotations
 
+import difflib
 import re
+import uuid
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from bot.chat import commands as c
+from bot.chat.grammar import Role
 from bot.chat.message import Mention, Message, Strong, Text, When, lines
 from bot.domain.cohort_settings import (
     DEFAULT_REMINDERS_MIN,
@@ -25,8 +28,16 @@ from bot.domain.refs import UserRef
 from bot.domain.schedule import Schedule, describe, parse_schedule_spec
 from bot.domain.timeparse import exact_utc, format_duration, format_wall
 from bot.service.cohort_state import roster, upcoming
-from bot.service.context import Ctx, Handler, admin_over, member_of
+from bot.service.context import (
+    Ctx,
+    Handler,
+    admin_over,
+    member_of,
+    queue_message,
+    tell_facilitators,
+)
 from bot.service.planner import plan_cohort
+from bot.service.reshuffle import refill, snapshot, tell_changes
 
 
 def _slug(name: str) -> str:
@@ -100,13 +111,13 @@ async def link_cohort(ctx: Ctx, cmd: c.LinkCohort) -> Message:
         raise ctx.fail(f"This channel is already linked to {existing.name}.")
     if cmd.slug is None:
         if ctx.cohort_ is None:
-            raise ctx.fail("Which cohort? Give its id (see 'cohort list').")
+            raise ctx.fail(f"Which cohort? Give its id (see {ctx.cmd('cohort list')}).")
         cohort = ctx.cohort_
     else:
         found = await ctx.uow.find(Cohort, tenant=ctx.tenant, slug=cmd.slug)
         # A cohort the caller may not administer is as unknown as one that does not exist.
         if not found or not await ctx.admin_of(found[0]):
-            raise ctx.fail(f"No cohort has the id '{cmd.slug}' (see 'cohort list').")
+            raise ctx.fail(f"No cohort has the id '{cmd.slug}' (see {ctx.cmd('cohort list')}).")
         cohort = found[0]
     cohort.platform, cohort.channel_id = ch.platform, ch.id
     return Message.of(Strong(cohort.name), " is now linked to this channel.")
@@ -239,8 +250,27 @@ def _names(users: list[UserRef]) -> Message:
 
 
 async def change_members(ctx: Ctx, cmd: c.ChangeMembers) -> Message:
+    co = ctx.cohort
+    if ctx.role < Role.ADMIN and not CohortSettings.from_json(co.settings).facilitator_members:
+        raise NotAllowed(f"Only an admin of {co.name} can add or remove members (an admin "
+                         "turned facilitator-members off).")
+    before = await snapshot(ctx.uow, co, ctx.now) if not cmd.add else {}
     changed = await _add_people(ctx, cmd.users, facilitator=False, add=cmd.add)
     n = len(await roster(ctx.uow, ctx.cohort))
+    if changed and not cmd.add:
+        for user in changed:
+            # (what the bot owes the person, not a message the caller sends: no flood limit)
+            await queue_message(ctx.uow, Message.of(
+                f"You were removed from {co.name} by ", Mention(ctx.user),
+                ": no more roles, reminders or check-ins from it."),
+                now=ctx.now, cohort=co, key=f"removed:{uuid.uuid4().hex}", user=user)
+            await tell_facilitators(
+                ctx.uow, co, Message.of(Mention(user), f" was removed from {co.name} by ",
+                                        Mention(ctx.user), "."),
+                now=ctx.now, key=f"removed:{uuid.uuid4().hex}",
+                but=ctx.member_.id if ctx.member_ is not None else None)
+        await refill(ctx.uow, co, ctx.now)
+        await tell_changes(ctx.uow, co, ctx.now, before, why="after a member left")
     if not changed:
         return Message.of(f"Nothing changed: {'already members' if cmd.add else 'not members'}."
                           f" {ctx.cohort.name} has {n} members.")
@@ -281,8 +311,15 @@ async def set_option(ctx: Ctx, cmd: c.SetCohortOption) -> Message:
     co = ctx.cohort
     settings = CohortSettings.from_json(co.settings)
     names = [k.name for k in SETTING_KEYS]
+    if cmd.key is None:
+        return lines([f"Settings of {co.name} (change one with "
+                      f"{ctx.cmd('cohort set <setting> <value>')}):",
+                      *(f"• {k.name} = {describe_setting(settings, k.name)} — {k.help}"
+                        for k in SETTING_KEYS)])
     if cmd.key not in names:
-        raise ctx.fail(f"Unknown setting '{cmd.key[:30]}'. Settings: {', '.join(names)}.")
+        near = difflib.get_close_matches(cmd.key, names, n=1, cutoff=0.6)
+        hint = f" Did you mean {near[0]}?" if near else ""
+        raise ctx.fail(f"Unknown setting '{cmd.key[:30]}'.{hint} Settings: {', '.join(names)}.")
     if cmd.value is None:
         spec = next(k for k in SETTING_KEYS if k.name == cmd.key)
         return Message.of(f"{cmd.key} = {describe_setting(settings, cmd.key)} ({spec.help}).")

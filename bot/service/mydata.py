@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat import commands as c
-from bot.chat.message import Message, Text, lines
+from bot.chat.message import Message, Text, lines, plural
 from bot.domain.model import (
     Absence,
     Action,
@@ -121,8 +121,9 @@ async def my_data(ctx: Ctx, cmd: c.MyData) -> Message:
                                    Text(f"; check-ins: {answers}" if answers else ""),
                                    Text(pending)))
     if data["direct_messages"]:
-        body.append(f"• {len(data['direct_messages'])} message(s) to you, waiting or sent in "
-                    "the last day (a message is deleted a day after it is sent).")
+        waiting = plural(len(data["direct_messages"]), "message")
+        body.append(f"• {waiting} to you, waiting or sent in the last day (a message is "
+                    "deleted a day after it is sent).")
     body.append(f"• Not kept: {NOT_KEPT[0].lower()}{NOT_KEPT[1:]}")
     body.append(f"{ctx.cmd('forget-me')} deletes all of it.")
     return lines(body)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import uuid
 
 from bot.chat import commands as c
-from bot.chat.grammar import find_specs, help_lines
+from bot.chat.grammar import COMMANDS, Role, Spec, find_specs
+from bot.chat.help import detail, overview
 from bot.chat.message import Message, lines
+from bot.domain.cohort_settings import SETTING_KEYS, CohortSettings, describe_setting
 from bot.domain.model import Cohort, Member, Person, Question, RateCount, Swap, Upvote
 from bot.domain.timeparse import parse_zone
 from bot.service.context import Ctx, Handler, person_of, tell_facilitators
@@ -15,17 +18,50 @@ from bot.service.context import Ctx, Handler, person_of, tell_facilitators
 async def show_help(ctx: Ctx, cmd: c.Help) -> Message:
     word = ctx.policy.prefix_for(ctx.platform)
     if cmd.topic:
-        specs = find_specs(cmd.topic)
-        if not specs:
-            raise ctx.fail(f"No command '{cmd.topic[:30]}'. {word} help lists them all.")
-        allowed = [s for s in specs if s.role <= ctx.role]
-        shown = allowed or specs
-        note = [] if allowed else [f"(needs a {shown[0].role.label} role)"]
-        return lines([*help_lines(max(s.role for s in shown), word=word, specs=shown), *note])
+        return await _help_topic(ctx, cmd.topic, word)
     where = f" in {ctx.cohort_.name}" if ctx.cohort_ else ""
-    return lines([f"What you can do{where} (as {ctx.role.label}):",
-                  *help_lines(ctx.role, word=word),
-                  f"{word} help <command> explains one command."])
+    body = [f"What you can do{where} (as {ctx.role.label}):", *overview(ctx.role, word=word)]
+    if ctx.role == Role.ANYONE:
+        body.append("In a cohort you see its own commands here.")
+    body.append(f"{word} help <command> shows its examples and values, e.g. {word} help away.")
+    return lines(body)
+
+
+async def _help_topic(ctx: Ctx, topic: str, word: str) -> Message:
+    words = topic.removeprefix(word.lower()).split()
+    specs = find_specs(" ".join(words))
+    if not specs:
+        names = sorted({" ".join(s.words[: len(words)]) for s in COMMANDS})
+        near = difflib.get_close_matches(" ".join(words)[:40], names, n=2, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(f'{word} help {n}' for n in near)}?" if near else ""
+        raise ctx.fail(f"No command '{topic[:30]}'.{hint} {word} help lists them all.")
+    allowed = [s for s in specs if s.role <= ctx.role]
+    shown = allowed or specs
+    body: list[str] = []
+    if len(shown) > 1:
+        body.append(f"'{' '.join(words)}' has {len(shown)} forms:")
+    for i, spec in enumerate(shown[:8]):
+        if i:
+            body.append("")
+        body += detail(spec, word=word, values=await _values(ctx, spec))
+    if not allowed:
+        body.append(f"(needs a {shown[0].role.label} role)")
+    return lines(body)
+
+
+async def _values(ctx: Ctx, spec: Spec) -> list[str]:
+    """What only this cohort knows: its roles, its settings and their current values."""
+    co = ctx.cohort_
+    if co is None:
+        return []
+    if spec.name in ("swap", "rotation assign"):
+        return [f"Roles in {co.name}: {', '.join(co.roles)}."]
+    if spec.name == "cohort set":
+        settings = CohortSettings.from_json(co.settings)
+        return [f"Settings of {co.name}, with their values now:",
+                *(f"• {k.name} = {describe_setting(settings, k.name)} — {k.help}"
+                  for k in SETTING_KEYS)]
+    return []
 
 
 async def set_timezone(ctx: Ctx, cmd: c.SetTimezone) -> Message:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from bot.chat import commands as c
 from bot.chat.grammar import Role
 from bot.chat.message import Action as Button
-from bot.chat.message import Message, Strong, Text, lines
+from bot.chat.message import Message, Strong, Text, lines, plural
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
 from bot.domain.model import Cohort, Question, Upvote
@@ -242,7 +242,7 @@ async def review_questions(ctx: Ctx, cmd: c.ReviewQuestions) -> Message:
                                  order_by="review_id")
     if not pending:
         return Message.of("No questions are waiting for review.")
-    body: list[Message | str] = [f"{len(pending)} question(s) waiting for review:"]
+    body: list[Message | str] = [f"{plural(len(pending), 'question')} waiting for review:"]
     for q in pending:
         body.append(Message(
             (Strong(f"[{q.review_id}] "), Text(q.text)),
@@ -287,12 +287,13 @@ async def release_now(ctx: Ctx, cmd: c.ReleaseQuestions) -> Message:
     least = CohortSettings.from_json(ctx.cohort.settings).min_batch
     if len(ready) < least and not cmd.confirm:
         return Message.of(
-            f"Only {len(ready)} question(s) wait, fewer than the {least} a batch needs: alone, "
-            "a question is easy to match to whoever was around when it was asked. Post anyway "
-            f"with {ctx.cmd('release confirm')}, or wait for more.")
+            f"Only {plural(len(ready), 'question')} {'waits' if len(ready) == 1 else 'wait'}, "
+            f"fewer than the {least} a batch needs: alone, a question is easy to match to "
+            "whoever was around when it was asked. Post anyway with "
+            f"{ctx.cmd('release confirm')}, or wait for more.")
     n = await _release(ctx.uow, ctx.cohort, ready, ctx.now,
                        key=f"release:manual:{ctx.now.isoformat()}")
-    return Message.of(f"Released {n} question(s) in random order.")
+    return Message.of(f"Released {plural(n, 'question')} in random order.")
 
 
 HANDLERS: dict[type[c.Command], Handler] = {

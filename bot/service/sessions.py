@@ -29,6 +29,7 @@ from bot.service.cohort_state import (
     Cast,
     casts,
     current_or_next,
+    day_span,
     ensure_sessions,
     fix_cast,
     load_roster,
@@ -113,8 +114,7 @@ def _days(ctx: Ctx, when: c.DayRef, session: Session | None) -> tuple[date, date
         assert session is not None
         d = local_day(session.starts_at, ctx.cohort.zone)
         return d, d
-    assert when.first is not None and when.last is not None
-    return when.first, when.last
+    return day_span(when, ctx.now, ctx.cohort.zone)
 
 
 async def away(ctx: Ctx, cmd: c.Away) -> Message:
@@ -361,8 +361,12 @@ async def post_prompt(ctx: Ctx, cmd: c.PostPrompt) -> Message:
 
 async def _running(ctx: Ctx) -> Session:
     session = await current_or_next(ctx.uow, ctx.cohort, ctx.now)
-    if session is None or session.starts_at - ctx.now > timedelta(hours=1):
-        raise ctx.fail("No session is running or about to start (within the hour).")
+    if session is None:
+        raise ctx.fail(f"No session is running, and {ctx.cohort.name} has none coming.")
+    if session.starts_at - ctx.now > timedelta(hours=1):
+        zone = ZoneInfo(await ctx.zone())
+        raise ctx.fail("No session is running or about to start (within the hour): the next "
+                       f"is {format_local(session.starts_at, zone)}.")
     return session
 
 

@@ -50,8 +50,8 @@ def test_a_cohort_from_creation_to_its_second_session(db: Path) -> None:
     assert "[private:ana] Next session of Peer A: Tue 1 Dec 2026, 14:00 GMT (90 min)." in out
     # Errors are private, one reason plus the usage line.
     assert "[private:ana] Only an admin can use 'cohort archive'." in out
-    assert "[private:ana] Usage: /cohort cohort archive" in out
-    assert "[private:ana] Unknown command 'bogus'." in out
+    assert "[private:ana] Usage: /cohort cohort archive [confirm]" in out
+    assert "[private:ana] Unknown command 'bogus'. '/cohort help' lists what you can do." in out
     # The anonymous question: a private code, then a channel post naming no one.
     assert any(re.match(r"\[private:ana\] Your code: \w{4}-\w{4}-\w{4}$", line) for line in out)
     # (two of them: a batch of one would wait for company)
@@ -88,7 +88,8 @@ def test_meta_commands_and_real_clock_refusal(db: Path) -> None:
     assert "[shell] unknown meta-command ':bogus' (try :help)" in result.stdout
     # zoe is in no cohort: help lists only what anyone may do.
     assert "[private:zoe] What you can do (as anyone):" in result.stdout
-    assert "[private:zoe] /cohort tz [Area/City] — show or set your time zone" in result.stdout
+    assert "[private:zoe] You: /cohort tz [Area/City] · /cohort my-data · /cohort forget-me " \
+        "[confirm]" in result.stdout
     assert "cohort create" not in result.stdout
     assert result.stderr.count("Traceback") == 0, result.stderr
 

@@ -189,3 +189,198 @@ async def test_a_time_skipped_on_a_dst_night_is_flagged(harness: Harness) -> Non
     assert "Tue 1 Dec 2026" in await harness.say("ana", "next")  # nothing moved
     assert "does not exist" in await harness.say(
         "root", "cohort schedule dates 2027-03-28 01:30 Europe/London")
+
+
+async def test_a_removal_tells_the_person_the_facilitators_and_whose_role_moved(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    # Planned for Tue 1 Dec: ana case-giver, ben moderator, cleo note-taker, dev timekeeper.
+    before = await harness.say("ana", "schedule 2")
+    harness.clear()
+    assert "Removed @ben" in await harness.say("root", "cohort members remove @ben")
+    assert harness.dms("ben") == ["You were removed from Peer A by @root: no more roles, "
+                                  "reminders or check-ins from it."]
+    assert harness.dms("fay") == ["@ben was removed from Peer A by @root."]
+    after = await harness.say("ana", "schedule 2")
+    assert after != before
+    moved = [who for who in ("ana", "cleo", "dev", "eli") if harness.dms(who)]
+    assert moved, "nobody was told of the reshuffle"
+    for who in moved:
+        [dm] = harness.dms(who)
+        assert dm.startswith("Roles in Peer A changed after a member left:")
+        assert "(was " in dm
+    # Only those whose role changed are told: ana keeps case-giver on Tue 1 Dec.
+    assert "case-giver: @ana" in after.splitlines()[1]
+    assert all("@ben" not in dm for who in moved for dm in harness.dms(who))
+
+
+async def test_removing_an_announced_role_holder_gives_the_role_on(harness: Harness) -> None:
+    await harness.setup_cohort()
+    assert "You take" not in await harness.say("fay", "rotation assign timekeeper @dev")
+    harness.clear()
+    await harness.say("root", "cohort members remove @dev")
+    reminder_roles = await harness.say("ana", "schedule 1")
+    assert "timekeeper: @eli" in reminder_roles
+    [dm] = harness.dms("eli")
+    assert "timekeeper (was consultant)" in dm
+
+
+async def test_leaving_the_channel_tells_those_whose_planned_role_changed(
+        harness: Harness) -> None:
+    from bot.domain.refs import ChannelRef, UserRef
+
+    await harness.setup_cohort()
+    harness.clear()
+    await harness.app.bot.moved(UserRef("terminal", "ben"), ChannelRef("terminal", "peer-a"),
+                                "terminal", present=False)
+    await harness.app.dispatcher.run_due()
+    told = [who for who in ("ana", "cleo", "dev", "eli") if harness.dms(who)]
+    assert told
+    assert all(harness.dms(w)[0].startswith("Roles in Peer A changed after a member left the "
+                                            "channel:") for w in told)
+    # ana stays case-giver on Tue 1 Dec: only the sessions where her role changed are named
+    assert all("Tue 1 Dec" not in dm for dm in harness.dms("ana"))
+    assert "ben" not in "".join(harness.dms("ana"))
+
+
+GRAMMAR = [
+    ("nxt", "Unknown command 'nxt'. Did you mean '/cohort next'?"),
+    ("hlep", "Did you mean '/cohort help'?"),
+    ("shedule 2", "Did you mean '/cohort schedule'"),
+    ("session nxt", "Unknown command 'nxt' after 'session'. Did you mean '/cohort session next'?"),
+    ("action finished 1", "Unknown command 'finished' after 'action'. Did you mean "
+                          "'/cohort action done'?"),
+    ("cohort crate Peer C", "Unknown command 'crate' after 'cohort'. Did you mean "
+                            "'/cohort cohort create'?"),
+    ("cohort members ad @eli", "Did you mean '/cohort cohort members add'?"),
+    ("crate Peer C", "Did you mean '/cohort cohort create'?"),
+    ("action", "'action' needs one more word: add, list, done"),
+    ("schedule weekly tue 14:00", "To set the schedule: /cohort cohort schedule"),
+]
+
+
+async def test_unknown_words_get_the_nearest_valid_ones(harness: Harness) -> None:
+    await harness.setup_cohort()
+    for text, expected in GRAMMAR:
+        reply = await harness.say("root", text)
+        assert expected in reply, (text, reply)
+        assert "Unknown command 'cohort'" not in reply and "Unknown command 'session'" not in reply
+        assert "\nUsage: /cohort " in reply, (text, reply)
+
+
+async def test_admin_verbs_work_without_the_cohort_word(harness: Harness) -> None:
+    await harness.setup_cohort()
+    assert "Created Peer C" in await harness.say("root", "create Peer C", channel="peer-c")
+    assert "Added @gus" in await harness.say("root", "members add @gus", channel="peer-c")
+    refused = await harness.say("ana", "pause")
+    assert "Only an admin" in refused
+    assert "active" in await harness.say("root", "cohort show")
+
+
+async def test_cohort_set_alone_lists_every_setting_with_its_value(harness: Harness) -> None:
+    await harness.setup_cohort()
+    reply = await harness.say("root", "cohort set")
+    for line in ("• reminders-to = channel", "• moderation = off", "• min-batch = 2",
+                 "• phases = default"):
+        assert line in reply, reply
+    assert "Did you mean moderation?" in await harness.say("root", "cohort set moderaton on")
+
+
+async def test_cohort_names_where_ids_belong_suggest_ids_of_the_callers_tenant(
+        harness: Harness) -> None:
+    from bot.domain.refs import ChannelRef, UserRef
+    from bot.service.api import Invocation
+
+    await harness.setup_cohort()
+    reply = await harness.say("ana", "--cohort Peer A next", channel=None)
+    assert "'Peer A' is a name" in reply and "Did you mean --cohort peer-a?" in reply
+    assert "Did you mean --cohort peer-a?" in await harness.say("ana", "--cohort peer-b next",
+                                                                channel=None)
+    # Another tenant's people never hear of this tenant's cohorts.
+    other = UserRef("terminal", "ana")
+    replies = await harness.app.bot.handle(Invocation(
+        user=other, text="--cohort Peer A next", channel=ChannelRef("terminal", "elsewhere"),
+        tenant="terminal:other"))
+    text = "\n".join(r.message.plain() for r in replies)
+    assert "'Peer A' is a name" in text
+    assert "peer-a" not in text
+    replies = await harness.app.bot.handle(Invocation(
+        user=UserRef("terminal", "root"), text="--cohort peer-b next", channel=None,
+        tenant="terminal:other"))
+    assert "peer-a" not in "\n".join(r.message.plain() for r in replies)
+
+
+async def test_times_and_days_as_people_say_them(harness: Harness) -> None:
+    await harness.setup_cohort()  # Mon 30 Nov 2026
+    added = await harness.say("fay", "session add 2026-12-10 2:30pm")
+    assert "Added a session on Thu 10 Dec 2026, 14:30 GMT." in added
+    schedule = await harness.say("root", "cohort schedule weekly wed 2pm Europe/London for 1h")
+    assert "Next sessions: Wed 2 Dec 2026, 14:00 GMT" in schedule
+    away = await harness.say("ana", "away next week")
+    assert "Noted: you are away 2026-12-07 to 2026-12-13." in away
+    assert "not be pinged for 2 sessions then" in away  # Wed 9 and the extra Thu 10
+    assert "Noted: you are away 2026-12-02." in await harness.say("ben", "away wednesday")
+    assert "1 absence removed" in await harness.say("ben", "back wed")
+    assert "away 2026-12-02" in await harness.say("cleo", "away next wed")
+
+
+async def test_help_is_short_and_grouped_by_task_for_each_role(harness: Harness) -> None:
+    await harness.setup_cohort()
+    member = (await harness.say("ana", "help")).splitlines()
+    admin = (await harness.say("root", "help")).splitlines()
+    assert len(member) <= 20 and len(admin) <= 30, (len(member), len(admin))
+    assert member[0] == "What you can do in Peer A (as member):"
+    assert any(line.startswith("Actions: /cohort action add <text>") for line in member)
+    assert not any("cohort create" in line or "session start" in line for line in member)
+    assert any(line.startswith("Set up: /cohort cohort create <name>") for line in admin)
+    # Every command listed carries the prefix.
+    for line in member + admin:
+        body = line.split(": ", 1)[-1].strip()
+        if " · " in body:
+            assert all(part.startswith("/cohort ") for part in body.split(" · ")), line
+
+
+async def test_help_for_one_command_gives_usage_examples_and_values(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort set moderation on")
+    settings = await harness.say("root", "help cohort set")
+    assert "Usage: /cohort cohort set <setting> [value]" in settings
+    assert "Examples: /cohort cohort set · /cohort cohort set reminders-to both" in settings
+    for line in ("• moderation = on", "• reminders-to = channel", "• min-batch = 2",
+                 "• facilitator-members = on"):
+        assert line in settings, settings
+    schedule = await harness.say("root", "help cohort schedule")
+    assert "monthly first wed 16:00 UTC" in schedule and "2pm" in schedule
+    away = await harness.say("ana", "help away")
+    assert "/cohort away next week" in away and "Days: next" in away
+    assert "Roles in Peer A: case-giver, moderator" in await harness.say("ana", "help swap")
+    assert "Did you mean /cohort help away?" in await harness.say("ana", "help awy")
+
+
+async def test_facilitators_add_and_remove_members_unless_turned_off(harness: Harness) -> None:
+    await harness.setup_cohort()
+    assert "Added @gus" in await harness.say("fay", "cohort members add @gus")
+    assert "Removed @gus" in await harness.say("fay", "cohort members remove @gus")
+    assert "Only a facilitator of Peer A" in await harness.say("ana", "cohort members add @gus")
+    # A facilitator of Peer A has no say over Peer B.
+    await harness.say("root", "cohort create Peer B", channel="peer-b")
+    refused = await harness.say("fay", "cohort members add @gus", channel="peer-b")
+    assert "Added" not in refused
+    await harness.say("root", "cohort set facilitator-members off")
+    refused = await harness.say("fay", "cohort members add @gus")
+    assert "Only an admin of Peer A can add or remove members" in refused
+    assert "Added @gus" in await harness.say("root", "cohort members add @gus")
+
+
+async def test_session_start_too_early_says_when_the_session_is(harness: Harness) -> None:
+    await harness.setup_cohort()
+    reply = await harness.say("fay", "session start")
+    assert "the next is Tue 1 Dec 2026, 14:00 GMT" in reply
+
+
+async def test_a_typo_of_ask_in_a_channel_is_withdrawn_like_ask(harness: Harness) -> None:
+    await harness.setup_cohort()
+    [reply] = await harness.replies("ana", "aks Is it fine to say no?")
+    assert reply.private and reply.withdraw
+    assert "Did you mean '/cohort ask'?" in reply.message.plain()
+    assert "say no" not in reply.message.plain()

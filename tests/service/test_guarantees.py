@@ -77,7 +77,7 @@ async def test_question_author_is_in_no_row_with_the_question_and_in_no_log(
     ("ana", "approve abcd", "Only a facilitator of Peer A"),
     ("stranger", "next", "Only members of Peer A can use 'next'"),
     ("stranger", "ask hello?", "Only members of Peer A"),
-    ("ana", "cohort members add @x", "Only an admin"),
+    ("ana", "cohort members add @x", "Only a facilitator"),
 ])
 async def test_authorization_is_checked_in_the_core(
     harness: Harness, user: str, text: str, expected: str

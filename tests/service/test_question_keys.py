@@ -57,11 +57,11 @@ async def test_a_facilitator_confirms_a_small_release_and_a_lone_confirm_is_harm
         "No approved questions are waiting, so there is nothing to confirm."
     await harness.say("ana", "ask Can we meet in person once?", channel=None)
     reply = await harness.say("fay", "release")
-    assert "Only 1 question(s) wait, fewer than the 2 a batch needs" in reply
+    assert "Only 1 question waits, fewer than the 2 a batch needs" in reply
     assert "release confirm" in reply
     assert _anonymous(harness.channel_posts()) == []
     assert await harness.say("fay", "release confirm") == \
-        "Released 1 question(s) in random order."
+        "Released 1 question in random order."
     assert _anonymous(harness.channel_posts()) == [
         "Anonymous question #1\nCan we meet in person once?"]
     assert "Usage:" in await harness.say("fay", "release now please")

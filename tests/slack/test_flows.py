@@ -81,7 +81,8 @@ async def test_bad_input_gets_a_clear_private_answer_and_changes_nothing(
         slack_bot.replies_to(W.alice)[-2:]
     assert schedule_err.startswith("I don't understand 'fortnightly-ish'")
     assert swap_err.endswith("Usage: /cohort swap &lt;role&gt; @member")  # shown as <role>
-    assert unknown == "Unknown command 'frobnicate'.\nUsage: /cohort help"
+    assert unknown == ("Unknown command 'frobnicate'. '/cohort help' lists what you can do."
+                       "\nUsage: /cohort help")
     assert slack_bot.channel_posts() == posts_before
     assert not slack_bot.fake.calls_to("chat.postMessage")
 

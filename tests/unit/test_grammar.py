@@ -71,7 +71,7 @@ def test_free_text_is_kept_exactly() -> None:
 @pytest.mark.parametrize("text,message,usage", [
     ("nonsense", "Unknown command 'nonsense'.", "/cohort help"),
     ("swap", "Missing a role.", "/cohort swap <role> @member"),
-    ("away someday", "someday", "/cohort away <next|date|date..date>"),
+    ("away someday", "someday", "/cohort away <next|tue|next week|date|date..date>"),
     ("cohort roles 9x", "'9x' is not a role name", "/cohort cohort roles <role…>"),
     ("cohort reminders 20d", "Reminders go between", "/cohort cohort reminders"),
     ("upvote -3", "'-3' is not a question number", "/cohort upvote <question number>"),

@@ -144,7 +144,7 @@ def test_tail_clauses_in_any_order() -> None:
         ("weekly tue 14:00 Mars/Base", ["Unknown time zone 'Mars/Base'"]),
         ("weekly tue 14:00 londres", ["'londres'", "time zone like Europe/London"]),
         ("weekly blursday 14:00", ["'blursday'", "expected a day"]),
-        ("weekly tue 25:00", ["'25:00' is not a valid time", "HH:MM"]),
+        ("weekly tue 25:00", ["'25:00' is not a valid time", "2pm"]),
         ("weekly tue", ["ends too early", "time like 14:00"]),
         ("weekly tue noon", ["'noon'", "time like 14:00"]),
         ("every 0 weeks tue 10:00", ["between 1 and 52", "'0'"]),

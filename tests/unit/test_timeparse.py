@@ -150,7 +150,10 @@ def test_parse_date_and_time() -> None:
     for bad_date in ("2026-13-01", "01-12-2026", "2026/12/01", "1999-01-01", ""):
         with pytest.raises(UserError):
             parse_date(bad_date)
-    for bad_time in ("25:00", "24:00", "14", "2pm", "14:0", "14:00:00", ""):
+    assert parse_time("2pm") == time(14, 0)
+    assert parse_time("2:30pm") == time(14, 30)
+    assert parse_time("12am") == time(0, 0)
+    for bad_time in ("25:00", "24:00", "14", "13pm", "0am", "14:0", "14:00:00", ""):
         with pytest.raises(UserError):
             parse_time(bad_time)
 
