@@ -42,6 +42,27 @@ HELD_NOTICE = 2
 #: stays open when there is none.
 VOTE_SEARCH = timedelta(days=60)
 VOTE_FALLBACK = timedelta(days=7)
+#: A question shorter than this (characters, words) is refused: it cannot be answered.
+MIN_CHARS, MIN_WORDS = 10, 3
+
+
+def same_question(text: str) -> str:
+    """What two questions share when they are the same question: case, runs of whitespace
+    and trailing punctuation do not count."""
+    return " ".join(text.casefold().split()).rstrip(" ?!.,;:…¿¡")
+
+
+async def _check_text(ctx: Ctx, text: str) -> None:
+    """Refuse a question too short to answer, or one already posted in the cohort. Only
+    released questions are compared: a refusal must tell nothing about pending ones."""
+    if len(text.strip()) < MIN_CHARS or len(text.split()) < MIN_WORDS:
+        raise ctx.fail(f"A question needs at least {MIN_WORDS} words and {MIN_CHARS} "
+                       "characters, so that the group can answer it.")
+    same = same_question(text)
+    for q in await ctx.uow.find(Question, cohort_id=ctx.cohort.id, status="released"):
+        if same_question(q.text) == same:
+            raise ctx.fail(f"That question was already posted, as #{q.number}: "
+                           f"{ctx.cmd(f'upvote {q.number}')} to support it instead.")
 
 
 def _code() -> str:
@@ -137,6 +158,7 @@ async def ask_question(ctx: Ctx, cmd: c.AskQuestion) -> Message:
         raise UserError(f"{cohort.name} is not linked to a channel yet, so questions have "
                         "nowhere to go.")
     settings = CohortSettings.from_json(cohort.settings)
+    await _check_text(ctx, cmd.text)
     await _count(ctx)
     code = _code()
     q = Question(

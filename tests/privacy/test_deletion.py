@@ -181,7 +181,7 @@ def test_an_operator_exports_a_person_as_json(tmp_path: Path) -> None:
     db = tmp_path / "cohortbot.db"
     _shell(db, ":as root\n:in #peer-a\n/cohort cohort create Peer A\n"
                "/cohort cohort members add @cai\n:as cai\n/cohort tz Asia/Tokyo\n"
-               f"/cohort action add {SECRET_ACTION}\n:dm\n/cohort ask Hidden forever?\n")
+               f"/cohort action add {SECRET_ACTION}\n:dm\n/cohort ask Hidden forever, is it?\n")
     env = {**env_for(db)}
     result = subprocess.run([COHORTBOT, "export-person", "terminal:cai"], env=env, text=True,
                             capture_output=True, cwd=tmp_path, timeout=60)

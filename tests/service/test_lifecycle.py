@@ -154,7 +154,7 @@ async def test_immediate_release_and_moderation(harness: Harness) -> None:
     assert "posted as anonymous question #1" in await harness.say("ana", f"question {code[1]}",
                                                                      None)
     # Returned with a note: the author learns it through the code alone.
-    reply = await harness.say("ben", "ask Something off-topic", channel=None)
+    reply = await harness.say("ben", "ask Something off-topic for us", channel=None)
     code2 = re.search(r"Your code: (\S+)", reply)
     assert code2 is not None
     rid2 = re.search(r"\[(\w+)\] Something", await harness.say("fay", "questions review"))
@@ -166,14 +166,14 @@ async def test_immediate_release_and_moderation(harness: Harness) -> None:
 
 async def test_retract_upvote_and_rate_limit(harness: Harness) -> None:
     await harness.setup_cohort()
-    reply = await harness.say("ana", "ask First?", channel=None)
+    reply = await harness.say("ana", "ask Is this the first one?", channel=None)
     code = re.search(r"Your code: (\S+)", reply)
     assert code is not None
     assert "withdrawn" in await harness.say("ana", f"retract {code[1]}", None)
     assert "already withdrawn" in await harness.say("ana", f"retract {code[1]}", None)
     assert "No question has that code" in await harness.say("ana", "retract ZZZZ-ZZZZ", None)
     for i in range(5):
-        assert "Your code" in await harness.say("ben", f"ask More {i}?", channel=None)
+        assert "Your code" in await harness.say("ben", f"ask More questions, number {i}?", None)
     limited = await harness.say("ben", "ask One too many?", channel=None)
     assert "at most 5 questions a day" in limited  # ana's + ben's share no counter
     await harness.say("fay", "release")

@@ -139,7 +139,7 @@ async def test_the_daily_cap_holds_across_instances(db_url: str) -> None:
         first = Harness(apps[0], RecordingMessenger(), SimulatedClock(START))
         await first.setup_cohort()
         asks = [apps[i % 2].bot.handle(Invocation(
-            user=UserRef("terminal", "ana"), text=f"ask Question {i}?", channel=None))
+            user=UserRef("terminal", "ana"), text=f"ask Question number {i}, ok?", channel=None))
             for i in range(8)]
         replies = [r[0].message.plain() for r in await asyncio.gather(*asks)]
     finally:

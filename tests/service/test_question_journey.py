@@ -1,0 +1,54 @@
+"""An anonymous question's journey after it is asked: junk refused, withdrawal after
+posting, the author told of the outcome, votes shown (bot/service/questions.py)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import Harness
+
+
+def _code(reply: str) -> str:
+    found = re.search(r"Your code: (\S+)", reply)
+    assert found is not None, reply
+    return found[1]
+
+
+def _anonymous(posts: list[str]) -> list[str]:
+    return [p for p in posts if p.startswith("Anonymous question")]
+
+
+async def test_junk_is_refused_with_the_reason_and_changes_nothing(harness: Harness) -> None:
+    await harness.setup_cohort()
+    for text in ("ok", "Why not?", "Help me please"):  # one word; two; three but 14 chars ok
+        reply = await harness.say("ana", f"ask {text}", channel=None)
+        if text == "Help me please":
+            assert "Your code" in reply
+            continue
+        assert "at least 3 words and 10 characters" in reply, reply
+        assert "Usage:" in reply and "Your code" not in reply
+    assert "at least 3 words" in await harness.say("ana", "ask a b c", channel=None)
+    # Refusals used none of the day's five questions.
+    for i in range(4):
+        assert "Your code" in await harness.say("ana", f"ask Question number {i} here?",
+                                                channel=None)
+    assert "at most 5 questions a day" in await harness.say(
+        "ana", "ask One more question now?", channel=None)
+
+
+async def test_a_question_already_posted_is_refused_but_a_pending_twin_is_not(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("ana", "ask How do I say no to my PI?", channel=None)
+    # Only released questions count: a pending twin is accepted, so that a refusal tells
+    # nobody what waits.
+    assert "Your code" in await harness.say("ben", "ask how do I say NO to my PI", None)
+    await harness.say("cleo", "ask Is it fine to skip the retreat?", channel=None)
+    await harness.say("fay", "release")
+    assert len(_anonymous(harness.channel_posts())) == 3
+    for twin in ("How do I say no to my PI?", "  how do  i say no to my pi!! ",
+                 "HOW DO I SAY NO TO MY PI"):
+        reply = await harness.say("dev", f"ask {twin}", channel=None)
+        assert "already posted, as #" in reply and "upvote" in reply, reply
+        assert "Your code" not in reply
+    assert "Your code" in await harness.say("dev", "ask How do I say no to my boss?", None)
