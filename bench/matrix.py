@@ -15,9 +15,9 @@ run side by side for the whole bench:
 A member client (matrix-nio, encryption-enabled store) watches with its own 30 s long polls,
 in a background task that stamps every event with the time its sync response came back.
 
-1. Round trip. In a room with cohortbot and a scheduled cohort the member belongs to, the
-   member sends `!cohort next` and waits for the bot's `m.notice` replying to it (a real
-   "Next session of …" answer); in a second room, with the echo bot only, the same with
+1. Round trip. In a direct room the member opens with cohortbot (the member belongs to a
+   scheduled cohort), the member sends `!cohort next` and waits for the bot's `m.notice` replying
+   to it (a real "Next session of …" answer); in a direct room with the echo bot, the same with
    `!echo next`. Measured from just before `room_send` to the sync that brings the reply
    (time.perf_counter()). For reference, cohortbot also answers `!cohort nonesuch` (an unknown
    word: the reply comes from the parser, no database, no wake-up), which isolates the adapter.
@@ -590,9 +590,13 @@ async def setup_round_trip(admin: Member, member: Member, bot: BotProcess,
     # The member (who sends every measured command) may post prompts: see POKE.
     await admin_command(admin, bot, rt_bot, f"cohort facilitators add {member.user_id}",
                         "facilitate")
-    for room in (rt_bot, rt_echo):
-        await member.wait_room(room)
-    return rt_bot, rt_echo
+    # Measured in direct rooms the member opens: cohortbot answers a command typed in a shared
+    # room in the caller's direct room, so its round trip is taken where the answer comes.
+    dm_bot = await member.open_direct(bot.user_id, encrypted=False)
+    dm_echo = await member.open_direct(echo.user_id, encrypted=False)
+    await member.joined(dm_bot, bot.user_id)
+    await member.joined(dm_echo, echo.user_id)
+    return dm_bot, dm_echo
 
 
 async def setup_lateness_rooms(n: int, admin: Member, member: Member, bot: BotProcess,
@@ -1074,7 +1078,8 @@ async def main_async(args: argparse.Namespace, tmp: Path, procs: list[Any]) -> i
     if args.sweep is not None:
         config += f"[scheduler]\nsweep_seconds = {args.sweep}\n"
     bot.config.write_text(config)
-    echo = EchoProcess(tmp / "echo", server, echo_u, admins=[admin.user_id], probe=echo_probe)
+    echo = EchoProcess(tmp / "echo", server, echo_u, admins=[admin.user_id, member.user_id],
+                       probe=echo_probe)
     procs.extend([bot, echo])
     bot.start()
     echo.start()
