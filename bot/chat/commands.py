@@ -8,7 +8,7 @@ which cohort's zone and which "next" session they refer to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from bot.domain.refs import UserRef
 
@@ -45,6 +45,19 @@ class DayRef:
         ahead = (WEEKDAYS.index(r) - today.weekday()) % 7
         day = today + timedelta(days=ahead)
         return day, day
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DayTime:
+    """A wall time on a day named relative to today ("tue 2pm", "tomorrow 14:00")."""
+
+    day: DayRef  # (relative: today, tomorrow or a weekday)
+    at: time
+
+    def on(self, today: date) -> datetime:
+        span = self.day.span(today)
+        assert span is not None
+        return datetime.combine(span[0], self.at)
 
 
 class Command:
@@ -192,12 +205,12 @@ class CancelSession(Command):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MoveSession(Command):
     when: DayRef
-    to: datetime
+    to: datetime | DayTime
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AddSession(Command):
-    at: datetime
+    at: datetime | DayTime
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

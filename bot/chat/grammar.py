@@ -19,7 +19,7 @@ from enum import IntEnum
 from bot.chat import commands as c
 from bot.domain.errors import UserError
 from bot.domain.refs import UserRef
-from bot.domain.timeparse import parse_date, parse_duration, parse_local_datetime
+from bot.domain.timeparse import parse_date, parse_duration, parse_local_datetime, parse_time
 
 MAX_TEXT = 2000  # questions and prompts
 MAX_SHORT_TEXT = 300  # actions, notes, reasons
@@ -146,11 +146,22 @@ class Args:
             raise self.fail("A range can span at most a year.")
         return c.DayRef(first=first, last=last)
 
-    def datetime(self) -> datetime:
+    def datetime(self) -> datetime | c.DayTime:
         text = self.rest("a date and time like 2026-12-01 14:00", limit=40)
         try:
             return parse_local_datetime(text)
         except UserError as e:
+            words = text.lower().split()
+            if words[:1] == ["next"]:
+                words = words[1:]
+            day = words[0] if words else ""
+            if len(words) >= 2 and (day in ("today", "tomorrow") or _WEEKDAY.fullmatch(day)):
+                try:
+                    at = parse_time(" ".join(words[1:]))
+                except UserError as bad_time:
+                    raise self.fail(bad_time.message) from None
+                return c.DayTime(day=c.DayRef(relative=day if day in ("today", "tomorrow")
+                                              else day[:3]), at=at)
             raise self.fail(e.message) from None
 
 
@@ -497,8 +508,10 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("session", "next"), "", "move on to the next phase", F, _no_args(c.SessionNext())),
     Spec(("session", "end"), "", "end the session", F, _no_args(c.SessionEnd())),
     Spec(("session", "cancel"), "<next|date> [reason]", "cancel a session", F, _cancel),
-    Spec(("session", "move"), "<next|date> to <date> <time>", "move a session", F, _move),
-    Spec(("session", "add"), "<date> <time>", "add a one-off session", F, _add_session),
+    Spec(("session", "move"), "<next|date> to <date|tue|tomorrow> <time>", "move a session", F,
+         _move),
+    Spec(("session", "add"), "<date|tue|tomorrow> <time>", "add a one-off session", F,
+         _add_session),
     Spec(("approve",), "<id>", "approve an anonymous question", F, _approve),
     Spec(("return",), "<id> [note]", "return an anonymous question to its author", F, _return),
     Spec(("release",), "[confirm]", "post the waiting anonymous questions now", F, _release),

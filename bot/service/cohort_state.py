@@ -104,6 +104,12 @@ async def resolve_day(uow: UnitOfWork, cohort: Cohort, now: datetime, when: DayR
     if end > now:
         await ensure_sessions(uow, cohort, now, end)
     found = await uow.sessions_between(cohort.id, start, end)
+    if found and all(f.starts_at <= now for f in found):
+        # (assigning a role to, cancelling or moving a session that took place changes
+        # nothing anyone could still act on, and would rewrite the rotation's history)
+        raise UserError(f"The session on {first.isoformat()} has already started or taken "
+                        "place.")
+    found = [f for f in found if f.starts_at > now]
     if not found:
         shown = first.isoformat() if first == last else f"{first} to {last}"
         raise UserError(f"{cohort.name} has no session on {shown}.")

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from bot.chat import commands as c
 from bot.chat.grammar import Role
-from bot.chat.message import Mention, Message, Strong, Text, When, lines
+from bot.chat.message import Mention, Message, Strong, Text, When, lines, plural
 from bot.domain.cohort_settings import (
     DEFAULT_REMINDERS_MIN,
     DEFAULT_ROLES,
@@ -134,8 +134,8 @@ async def list_cohorts(ctx: Ctx, cmd: c.ListCohorts) -> Message:
     for co in cohorts:
         n = len(await roster(ctx.uow, co))
         linked = "linked" if co.channel else "not linked"
-        body.append(Message.of(Strong(co.name), f" (id {co.slug}) — {co.status}, {n} members, "
-                               f"{linked}"))
+        body.append(Message.of(Strong(co.name), f" (id {co.slug}) — {co.status}, "
+                               f"{plural(n, 'member')}, {linked}"))
     return lines(body)
 
 
@@ -273,11 +273,11 @@ async def change_members(ctx: Ctx, cmd: c.ChangeMembers) -> Message:
         await tell_changes(ctx.uow, co, ctx.now, before, why="after a member left")
     if not changed:
         return Message.of(f"Nothing changed: {'already members' if cmd.add else 'not members'}."
-                          f" {ctx.cohort.name} has {n} members.")
+                          f" {ctx.cohort.name} has {plural(n, 'member')}.")
     verb = "Added" if cmd.add else "Removed"
     tail = " They join the end of the rotation queue." if cmd.add else ""
     return Message.of(f"{verb} ") + _names(changed) + Message.of(
-        f". {ctx.cohort.name} has {n} members.{tail}")
+        f". {ctx.cohort.name} has {plural(n, 'member')}.{tail}")
 
 
 async def change_facilitators(ctx: Ctx, cmd: c.ChangeFacilitators) -> Message:
@@ -352,7 +352,8 @@ async def change_status(ctx: Ctx, cmd: c.ChangeCohortStatus) -> Message:
         where = "frees its channel for another cohort" if co.channel else "cannot be undone"
         return Message.of(
             f"Archiving {co.name} is for good: no more reminders, announcements or check-ins, "
-            f"its actions and check-in notes are deleted {days} days later, and it {where}. "
+            f"its actions and check-in notes are deleted {plural(days, 'day')} later, and it "
+            f"{where}. "
             f"Type {ctx.cmd(_with_cohort(ctx, 'cohort archive confirm'))} to go ahead.")
     co.status, co.archived_at = ARCHIVED, ctx.now
     await _replan(ctx, co)
@@ -361,7 +362,7 @@ async def change_status(ctx: Ctx, cmd: c.ChangeCohortStatus) -> Message:
                               "cohort."))
     co.channel_id = None  # (the message above is addressed already)
     return Message.of(f"{co.name} is archived and its channel is free. Its actions and check-in "
-                      f"notes will be deleted in {days} days.")
+                      f"notes will be deleted in {plural(days, 'day')}.")
 
 
 def _with_cohort(ctx: Ctx, command: str) -> str:

@@ -38,9 +38,15 @@ async def _help_topic(ctx: Ctx, topic: str, word: str) -> Message:
     allowed = [s for s in specs if s.role <= ctx.role]
     shown = allowed or specs
     body: list[str] = []
+    if len(shown) > 3:  # a family ("help cohort"): its forms, one line each
+        body.append(f"'{' '.join(words)}' has {len(shown)} forms:")
+        body += [f"{s.usage(word)} — {s.summary}" for s in shown]
+        body.append(f"{word} help <command> shows one with its examples, e.g. "
+                    f"{word} help {shown[0].name}.")
+        return lines(body)
     if len(shown) > 1:
         body.append(f"'{' '.join(words)}' has {len(shown)} forms:")
-    for i, spec in enumerate(shown[:8]):
+    for i, spec in enumerate(shown):
         if i:
             body.append("")
         body += detail(spec, word=word, values=await _values(ctx, spec))

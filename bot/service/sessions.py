@@ -292,10 +292,17 @@ async def cancel_session(ctx: Ctx, cmd: c.CancelSession) -> Message:
                       ". Its reminders will not go out.")
 
 
+def _wall(ctx: Ctx, when: datetime | c.DayTime) -> datetime:
+    """The cohort's wall time for what the person typed ("tue 2pm": the coming Tuesday)."""
+    if isinstance(when, datetime):
+        return when
+    return when.on(local_day(ctx.now, ctx.cohort.zone))
+
+
 async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
     co = ctx.cohort
     session = await resolve_day(ctx.uow, co, ctx.now, cmd.when)
-    to = exact_utc(cmd.to, ZoneInfo(co.zone))
+    to = exact_utc(_wall(ctx, cmd.to), ZoneInfo(co.zone))
     if to <= ctx.now:
         raise ctx.fail("That time is in the past.")
     old = session.starts_at
@@ -314,7 +321,7 @@ async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
 
 async def add_session(ctx: Ctx, cmd: c.AddSession) -> Message:
     co = ctx.cohort
-    at = exact_utc(cmd.at, ZoneInfo(co.zone))
+    at = exact_utc(_wall(ctx, cmd.at), ZoneInfo(co.zone))
     if at <= ctx.now:
         raise ctx.fail("That time is in the past.")
     duration = 90

@@ -384,3 +384,24 @@ async def test_a_typo_of_ask_in_a_channel_is_withdrawn_like_ask(harness: Harness
     assert reply.private and reply.withdraw
     assert "Did you mean '/cohort ask'?" in reply.message.plain()
     assert "say no" not in reply.message.plain()
+
+
+async def test_a_session_in_the_past_cannot_be_cancelled_moved_or_recast(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.advance("2d")  # Wed 2 Dec: Tuesday's session took place
+    for text in ("session cancel 2026-12-01", "session move 2026-12-01 to 2026-12-03 14:00",
+                 "rotation assign moderator @eli 2026-12-01"):
+        reply = await harness.say("fay", text)
+        assert "The session on 2026-12-01 has already started or taken place." in reply, text
+    assert "case-giver: @ana" in "\n".join(harness.channel_posts())
+
+
+async def test_session_add_and_move_take_weekdays(harness: Harness) -> None:
+    await harness.setup_cohort()  # Mon 30 Nov 2026
+    assert "Added a session on Thu 3 Dec 2026, 14:00 GMT." in await harness.say(
+        "fay", "session add thu 2pm")
+    # ("next wed" is the coming Wednesday; the reply shows the date it took)
+    assert "Moved to Wed 2 Dec 2026, 09:30 GMT." in await harness.say(
+        "fay", "session move 2026-12-08 to next wed 9:30am")
+    assert "Can't read the time" in await harness.say("fay", "session add fri noonish")
