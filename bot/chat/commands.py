@@ -255,6 +255,7 @@ class CreateCohort(Command):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LinkCohort(Command):
     slug: str | None
+    name: str | None = None  # several words: a cohort's name where its id belongs
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -379,6 +379,8 @@ def _archive(a: Args) -> c.Command:
 
 
 def _link(a: Args) -> c.Command:
+    if len(a.remainder.split()) > 1:  # "cohort link Peer A": a name, answered with its id
+        return c.LinkCohort(slug=None, name=_cohort_name(a))
     slug = a.optional_word()
     a.done()
     if slug is not None and not _SLUG.match(slug.lower()):

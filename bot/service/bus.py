@@ -315,7 +315,9 @@ class Bot:
         if not mine:
             return "You are not in any cohort yet."
         slugs = sorted({co.slug for co, _ in mine})
-        return f"You are in several cohorts: add --cohort <id> ({', '.join(slugs)})."
+        word = self.policy.prefix_for(inv.user.platform)
+        return (f"You are in several cohorts ({', '.join(slugs)}): say which, e.g. "
+                f"{word} --cohort {slugs[0]} next.")
 
     async def _role(self, inv: Invocation, cohort: Cohort | None, member: Member | None,
                     directory: Directory) -> Role:

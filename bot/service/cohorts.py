@@ -109,6 +109,13 @@ async def link_cohort(ctx: Ctx, cmd: c.LinkCohort) -> Message:
     existing = await _linked(ctx)
     if existing is not None:
         raise ctx.fail(f"This channel is already linked to {existing.name}.")
+    if cmd.name is not None:
+        named = [co for co in await ctx.uow.find(Cohort, tenant=ctx.tenant)
+                 if co.name.lower() == cmd.name.lower() and await ctx.admin_of(co)]
+        hint = (f" Did you mean {ctx.cmd('cohort link ' + named[0].slug)}?" if named
+                else f" See {ctx.cmd('cohort list')}.")
+        raise ctx.fail(f"'{cmd.name[:40]}' is a name: cohort link takes the cohort's id "
+                       f"(one word).{hint}")
     if cmd.slug is None:
         if ctx.cohort_ is None:
             raise ctx.fail(f"Which cohort? Give its id (see {ctx.cmd('cohort list')}).")

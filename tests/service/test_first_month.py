@@ -405,3 +405,17 @@ async def test_session_add_and_move_take_weekdays(harness: Harness) -> None:
     assert "Moved to Wed 2 Dec 2026, 09:30 GMT." in await harness.say(
         "fay", "session move 2026-12-08 to next wed 9:30am")
     assert "Can't read the time" in await harness.say("fay", "session add fri noonish")
+
+
+async def test_cohort_link_with_a_name_suggests_the_id(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort unlink")
+    reply = await harness.say("root", "cohort link Peer A", channel="new-room")
+    assert "'Peer A' is a name" in reply and "Did you mean /cohort cohort link peer-a?" in reply
+    several = await harness.say("root", "cohort create Peer B", channel="peer-b")
+    assert "Created" in several
+    await harness.say("root", "cohort members add @ana", channel="peer-b")
+    await harness.say("root", "cohort link peer-a")
+    reply = await harness.say("ana", "next", channel=None)
+    assert "You are in several cohorts (peer-a, peer-b): say which, e.g. /cohort --cohort " \
+        "peer-a next." in reply
