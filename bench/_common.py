@@ -222,6 +222,12 @@ class NullMessenger:
         self.targets.add(out.target)
         return f"null-{out.outbox_id}"
 
+    async def edit(self, out: Any, message_id: str) -> None:
+        pass
+
+    async def delete(self, out: Any, message_id: str) -> None:
+        pass
+
 
 def settings_for(url: str, *, batch_size: int | None = None) -> Any:
     """The bot's settings for `url`: defaults plus environment-style overrides, read from an

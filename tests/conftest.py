@@ -91,6 +91,8 @@ class Sent:
     text: str
     message: Message
     outbox_id: int
+    #: The outbox ids of the edits made to it since (the text shown is the last one's).
+    edits: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +103,8 @@ class RecordingMessenger:
     sent: list[Sent] = field(default_factory=list)
     fail_next: list[DeliveryError] = field(default_factory=list)
     calls: int = 0
+    #: Messages removed (moved here from `sent`).
+    deleted: list[Sent] = field(default_factory=list)
 
     async def send(self, out: Outgoing) -> str:
         self.calls += 1
@@ -109,6 +113,27 @@ class RecordingMessenger:
         self.sent.append(Sent(out.target, out.direct, out.message.plain(), out.message,
                               out.outbox_id))
         return f"m{out.outbox_id}"
+
+    def _find(self, out: Outgoing, message_id: str) -> Sent:
+        found = [s for s in self.sent if f"m{s.outbox_id}" == message_id]
+        assert len(found) == 1 and found[0].target == out.target, (message_id, out)
+        return found[0]
+
+    async def edit(self, out: Outgoing, message_id: str) -> None:
+        self.calls += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        s = self._find(out, message_id)
+        s.text, s.message = out.message.plain(), out.message
+        s.edits.append(out.outbox_id)
+
+    async def delete(self, out: Outgoing, message_id: str) -> None:
+        self.calls += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        s = self._find(out, message_id)
+        self.sent.remove(s)
+        self.deleted.append(s)
 
 
 class Harness:

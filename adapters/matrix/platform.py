@@ -944,6 +944,29 @@ class MatrixMessenger:
         # The outbox id is the transaction id: the homeserver drops a resend from this device.
         return await self._p.send_content(room_id, content, tx_id=f"cohortbot.{out.outbox_id}")
 
+    async def edit(self, out: Outgoing, message_id: str) -> None:
+        """An `m.replace` edit of the bot's event `message_id`. It pings nobody: the
+        original did already, where it had to."""
+        room_id = await self._p.direct_room(out.target) if out.direct else out.target
+        new = render(out.message)
+        new["m.mentions"] = {}
+        content = {
+            **new, "body": "* " + new["body"], "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": message_id},
+        }
+        if "formatted_body" in new:
+            content["formatted_body"] = "* " + new["formatted_body"]
+        await self._p.send_content(room_id, content, tx_id=f"cohortbot.{out.outbox_id}")
+
+    async def delete(self, out: Outgoing, message_id: str) -> None:
+        """Redacts the bot's event `message_id` (a sender may always redact its own)."""
+        room_id = await self._p.direct_room(out.target) if out.direct else out.target
+        done = await self._p._redact(room_id, message_id)
+        if done is None:
+            raise DeliveryError("redaction not possible just now", retry_after=30)
+        if not done:
+            raise DeliveryError("redaction refused", permanent=True)
+
 
 class MatrixDirectory:
     """Time zones from the profile field `m.tz`; admin rights from room power levels."""

@@ -67,6 +67,9 @@ PERMANENT: dict[str, str] = {
     "invalid_metadata_format": "Slack refused the message metadata.",
     "too_many_attachments": "Slack refused the message attachments.",
     "channel_is_archived": "That channel is archived: link the cohort to another channel.",
+    "cant_update_message": "Slack would not let me edit my own message there.",
+    "cant_delete_message": "Slack would not let me remove my own message there.",
+    "edit_window_closed": "Slack's workspace settings no longer allow editing that message.",
     NOT_INSTALLED: "The app is not installed in that place's workspace (any more): install "
                    "it there again, then run a command there.",
 }
@@ -180,6 +183,41 @@ class SlackMessenger:
         self._unknown.pop(out.outbox_id, None)
         self._not_posted.discard(out.outbox_id)
         return ts
+
+    async def edit(self, out: Outgoing, message_id: str) -> None:
+        """chat.update of a message the bot posted (`message_id` is its ts)."""
+        args = render.payload(out.message)
+        await self._change(out, "chat_update", ts=message_id, text=args["text"],
+                           blocks=args.get("blocks", []))
+
+    async def delete(self, out: Outgoing, message_id: str) -> None:
+        """chat.delete of a message the bot posted; one gone already counts as removed."""
+        try:
+            await self._change(out, "chat_delete", ts=message_id)
+        except DeliveryError as e:
+            if e.reason != "message_not_found":
+                raise
+
+    async def _change(self, out: Outgoing, method: str, **args: Any) -> None:
+        place = "a direct message" if out.direct else f"channel {out.target}"
+        client: AsyncWebClient | None = None
+        try:
+            client = await self.client_for(out.tenant)
+            channel = (await self.dm_channel(out.target, tenant=out.tenant, client=client)
+                       if out.direct else out.target)
+            async with self.pacer.slot(channel):
+                try:
+                    await getattr(client, method)(channel=channel, **args)
+                except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
+                    failure = _delivery_error(e)
+                    if failure.refused and failure.retry_after:
+                        self.pacer.hold(channel, failure.retry_after)
+                        metrics.rate_limited("slack", failure.retry_after)
+                    raise failure from None
+        except DeliveryError as e:
+            if e.reason != "message_not_found":
+                await self._failed(e, out, place, client)
+            raise
 
     async def _failed(self, e: DeliveryError, out: Outgoing, place: str,
                       client: AsyncWebClient | None) -> None:

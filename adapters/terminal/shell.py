@@ -58,17 +58,28 @@ class TerminalMessenger:
             self._log = delivered_log.open("a", buffering=1)
 
     async def send(self, out: Outgoing) -> str:
-        if out.outbox_id not in self._delivered:
-            place = f"dm:{out.target}" if out.direct else f"#{out.target}"
-            if self.stamp is not None:
-                place += f" · {_short_time(self.stamp())}"
-            prefix = f"[{place}]"
-            self._out.write(prefixed(prefix, render(out.message)) + "\n")
-            self._out.flush()
-            if self._log is not None:
-                self._log.write(f"{out.outbox_id}\n")
-            self._delivered.add(out.outbox_id)
+        self._print(out, render(out.message))
         return f"terminal-{out.outbox_id}"
+
+    # A terminal cannot change what it printed: it prints the change as a line of its own.
+
+    async def edit(self, out: Outgoing, message_id: str) -> None:
+        self._print(out, "(edited) " + render(out.message))
+
+    async def delete(self, out: Outgoing, message_id: str) -> None:
+        self._print(out, "(removed) " + render(out.message))
+
+    def _print(self, out: Outgoing, text: str) -> None:
+        if out.outbox_id in self._delivered:
+            return
+        place = f"dm:{out.target}" if out.direct else f"#{out.target}"
+        if self.stamp is not None:
+            place += f" · {_short_time(self.stamp())}"
+        self._out.write(prefixed(f"[{place}]", text) + "\n")
+        self._out.flush()
+        if self._log is not None:
+            self._log.write(f"{out.outbox_id}\n")
+        self._delivered.add(out.outbox_id)
 
 
 def _short_time(when: datetime) -> str:

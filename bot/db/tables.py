@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -196,6 +197,7 @@ questions = Table(
     Column("upvotes", Integer, nullable=False),
     Column("vote_salt", String(64)),  # while upvotes are open: see bot/service/anonymity.py
     Column("votes_until", UTCDateTime),
+    Column("post_key", String(300)),
 )
 
 upvotes = Table(
@@ -255,6 +257,9 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
     Column("platform_message_id", String(255)),
     Column("error", String(300)),
+    Column("op", String(8)),
+    Column("of_key", String(300)),
+    Column("keep", Boolean, nullable=False, server_default=false()),
     Index("ix_outbox_pending_due", "status", "due_at"),
     # A message carries its id to the platform (the send's transaction id): an id must never
     # come back after its row was pruned, or a new message could pass for an old one.

@@ -502,7 +502,7 @@ class SqlUnitOfWork:
     async def forget_sent(self, before: datetime) -> int:
         o = t.outbox.c
         result = await self.s.execute(
-            delete(t.outbox).where(o.status != PENDING,
+            delete(t.outbox).where(o.status != PENDING, o.keep.is_(False),
                                    func.coalesce(o.sent_at, o.created_at) < before),
             execution_options={"synchronize_session": False})
         return int(getattr(result, "rowcount", 0) or 0)

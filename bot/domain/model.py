@@ -172,6 +172,8 @@ class Question:
     #: the salt of its voters' keyed hashes. Cleared, with the upvote rows, once voting closes.
     vote_salt: str | None = None
     votes_until: datetime | None = None
+    #: The outbox key of its post in the channel, once released: to remove or update it.
+    post_key: str | None = None
     id: int = field(default=None)  # type: ignore[assignment]
 
 
@@ -216,6 +218,8 @@ class Notification:
 
 
 SENT, FAILED = "sent", "failed"
+#: What an outbox row does to a message sent before (`OutboxMessage.op`).
+EDIT, DELETE = "edit", "delete"
 
 
 @dataclass(kw_only=True, eq=False)
@@ -239,6 +243,13 @@ class OutboxMessage:
     sent_at: datetime | None = None
     platform_message_id: str | None = None
     error: str | None = None
+    #: None sends `body` as a new message; EDIT replaces the message sent for the row keyed
+    #: `of_key` with `body`, DELETE removes that message.
+    op: str | None = None
+    of_key: str | None = None
+    #: Kept once sent (not pruned a day later) while a later edit or removal may need the
+    #: platform's id of the message.
+    keep: bool = False
     id: int = field(default=None)  # type: ignore[assignment]
 
 

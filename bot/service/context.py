@@ -17,7 +17,7 @@ from typing import Any
 from bot.chat.grammar import Role
 from bot.chat.message import Action, Message, Text
 from bot.domain.errors import NotAllowed, UserError
-from bot.domain.model import Cohort, Member, OutboxMessage, Person
+from bot.domain.model import DELETE, EDIT, Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.anonymity import Keys
 from bot.service.api import Invocation, Policy
@@ -149,9 +149,12 @@ async def queue_message(
     stale_after: timedelta | None = None,
     late: bool = False,
     tenant: str | None = None,
-) -> bool:
+    keep: bool = False,
+) -> str | None:
     """Queue one message in the outbox. It is sent in the cohort's tenant, or, for a
-    message about no cohort, in `tenant`."""
+    message about no cohort, in `tenant`. Returns the row's key if it was queued (None when
+    there is nowhere to post or it was queued before). `keep`: the message may be edited or
+    removed later (`queue_change`), so its row stays once sent."""
     if user is not None:
         platform, target, direct = user.platform, user.id, True
         dest = f"dm:{user}"
@@ -165,7 +168,7 @@ async def queue_message(
     else:
         place = channel or (cohort.channel if cohort else None)
         if place is None:
-            return False  # an unlinked cohort has nowhere to post; the reply says so
+            return None  # an unlinked cohort has nowhere to post; the reply says so
         platform, target, direct = place.platform, place.id, False
         dest = f"ch:{place}"
     if late:
@@ -175,8 +178,29 @@ async def queue_message(
         key=f"{key}/{dest}", platform=platform, target=target, direct=direct,
         body=message.to_json(), created_at=now, due_at=now,
         cohort_id=cohort.id if cohort else None, tenant=cohort.tenant if cohort else tenant,
-        stale_at=now + stale_after if stale_after else None,
+        stale_at=now + stale_after if stale_after else None, keep=keep,
     )
+    return row.key if await uow.add_outbox(row) else None
+
+
+async def queue_change(uow: UnitOfWork, of_key: str, message: Message, *, now: datetime,
+                       key: str, remove: bool = False, due_at: datetime | None = None) -> bool:
+    """Queue an edit of the message queued as `of_key` (its new content: `message`), or with
+    `remove` its removal (`message` then says what was removed, where a platform can only
+    add a line), made at `due_at` (default now). The message's platform id is looked up when
+    the change is made, once it has been sent. False if `of_key` is unknown."""
+    found = await uow.find(OutboxMessage, key=of_key)
+    if not found:
+        return False
+    of = found[0]
+    if remove:
+        # Nothing of what is removed needs keeping: the removal finds the id, not the text.
+        of.body = Message.of("").to_json()
+    row = OutboxMessage(
+        key=key, platform=of.platform, target=of.target, direct=of.direct,
+        body=message.to_json(), created_at=now, due_at=due_at or now,
+        cohort_id=of.cohort_id, tenant=of.tenant, op=DELETE if remove else EDIT,
+        of_key=of_key)
     return await uow.add_outbox(row)
 
 

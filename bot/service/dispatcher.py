@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from bot import metrics
 from bot.chat.message import Message
-from bot.domain.model import DROPPED, FAILED, SENT, OutboxMessage
+from bot.domain.model import DELETE, DROPPED, EDIT, FAILED, PENDING, SENT, OutboxMessage
 from bot.service.api import Policy
 from bot.service.notices import fire
 from bot.service.planner import plan_next
@@ -39,6 +39,8 @@ MAX_BACKOFF = timedelta(minutes=10)
 OUTAGE_FIRST_PAUSE = timedelta(seconds=5)
 OUTAGE_MAX_PAUSE = timedelta(seconds=60)
 UNREACHABLE = "unreachable"
+#: A change to a message not sent yet waits this long before it looks again.
+CHANGE_WAIT = timedelta(seconds=5)
 SEND_LANES = 8  # places sent to side by side
 FIRST_FIRE_BATCH = 2 * SEND_LANES  # then doubling up to the policy's batch size
 
@@ -216,8 +218,15 @@ class Dispatcher:
         out = Outgoing(outbox_id=row.id, key=row.key, target=row.target, direct=row.direct,
                        message=Message.from_json(row.body), tenant=row.tenant,
                        attempt=row.attempts)
+        messenger = self._messengers[row.platform]
         try:
-            message_id = await self._messengers[row.platform].send(out)
+            if row.op in (EDIT, DELETE):
+                changed = await self._change(row, out, messenger)
+                if changed is not None:
+                    return changed
+                message_id = None
+            else:
+                message_id = await messenger.send(out)
         except DeliveryError as e:
             metrics.PLATFORM_ERRORS.labels(row.platform).inc()
             if e.unreachable:
@@ -247,6 +256,32 @@ class Dispatcher:
         self._outage.pop(row.platform, None)
         await self._finish(row.id, SENT, message_id=message_id)
         return SENT
+
+    async def _change(self, row: OutboxMessage, out: Outgoing, messenger: Messenger
+                      ) -> str | None:
+        """Edit or remove the message of the row keyed `row.of_key`. Returns an outcome
+        when there is nothing to do (yet), None once the platform has made the change."""
+        async with self._uow() as uow:
+            found = await uow.find(OutboxMessage, key=row.of_key)
+            status, message_id = (found[0].status, found[0].platform_message_id) if found \
+                else (None, None)
+        if status == PENDING:
+            await self._postpone([row.id], self._clock.now() + CHANGE_WAIT, "not sent yet")
+            return "retry"
+        if status != SENT or not message_id:
+            # Never sent (given up, dropped) or long gone: there is nothing to change.
+            await self._finish(row.id, DROPPED, error="no message to change")
+            return DROPPED
+        if row.op == DELETE:
+            await messenger.delete(out, message_id)
+        else:
+            await messenger.edit(out, message_id)
+        if row.op == DELETE:
+            async with self._uow() as uow:
+                for kept in await uow.find(OutboxMessage, key=row.of_key):
+                    kept.keep = False  # removed: nothing will change it again
+                await uow.commit()
+        return None
 
     async def _finish(self, row_id: int, status: str, *, message_id: str | None = None,
                       error: str | None = None) -> None:

@@ -282,6 +282,16 @@ class Messenger(Protocol):
         """Post the message; return the platform's message id. Raise DeliveryError."""
         ...
 
+    async def edit(self, out: Outgoing, message_id: str) -> None:
+        """Replace the content of the message `message_id` (sent earlier to `out`'s place,
+        by this bot) with `out.message`. Raise DeliveryError."""
+        ...
+
+    async def delete(self, out: Outgoing, message_id: str) -> None:
+        """Remove the message `message_id` (sent earlier to `out`'s place, by this bot).
+        A message already gone counts as removed. Raise DeliveryError."""
+        ...
+
 
 class Directory(Protocol):
     """What the platform knows about a person."""

@@ -31,7 +31,7 @@ from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
 from bot.domain.model import Cohort, Question, Upvote
 from bot.service.anonymity import new_salt
-from bot.service.context import Ctx, Handler, queue_message, tell_facilitators
+from bot.service.context import Ctx, Handler, queue_change, queue_message, tell_facilitators
 from bot.service.ports import UnitOfWork
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
@@ -121,8 +121,9 @@ async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], n
         q.number = cohort.question_seq
         q.status = "released"
         q.vote_salt, q.votes_until = new_salt(), until
-        await queue_message(uow, question_post(q), now=now, cohort=cohort,
-                            key=f"{key}:q{q.id}", late=late)
+        # Kept: its author may withdraw it, and its upvote count is shown on it.
+        q.post_key = await queue_message(uow, question_post(q), now=now, cohort=cohort,
+                                         key=f"{key}:q{q.id}", late=late, keep=True)
     cohort.held_releases = 0
     return len(questions)
 
@@ -206,15 +207,23 @@ async def question_status(ctx: Ctx, cmd: c.QuestionStatus) -> Message:
 
 async def retract(ctx: Ctx, cmd: c.Retract) -> Message:
     q = await _by_code(ctx, cmd.code)
-    if q.status == "released":
-        raise UserError(f"Question #{q.number} was already posted; ask a facilitator to remove "
-                        "it from the channel.")
     if q.status == "retracted":
         raise UserError("That question was already withdrawn.")
+    posted = q.status == "released"
     q.status = "retracted"
     q.text = ""  # nothing left to keep
     ctx.erased = True
-    return Message.of("Your question is withdrawn and its text deleted.")
+    if not posted:
+        return Message.of("Your question is withdrawn and its text deleted.")
+    if q.post_key is not None:
+        await queue_change(ctx.uow, q.post_key, Message.of(
+            f"Anonymous question #{q.number} was withdrawn by its author."),
+            now=ctx.now, key=f"retract:q{q.id}", remove=True)
+    q.post_key = None
+    await ctx.uow.delete_where(Upvote, question_id=q.id)  # (the count goes with the post)
+    q.vote_salt = None
+    return Message.of(f"Your question #{q.number} is withdrawn: its post is being removed from "
+                      "the channel and its text deleted.")
 
 
 async def list_questions(ctx: Ctx, cmd: c.ListQuestions) -> Message:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
+
 from tests.conftest import Harness
 
 
@@ -52,3 +54,37 @@ async def test_a_question_already_posted_is_refused_but_a_pending_twin_is_not(
         assert "already posted, as #" in reply and "upvote" in reply, reply
         assert "Your code" not in reply
     assert "Your code" in await harness.say("dev", "ask How do I say no to my boss?", None)
+
+
+async def test_the_author_alone_withdraws_a_posted_question_and_its_post_goes(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    code = _code(await harness.say("ana", "ask How do I say no to my PI?", channel=None))
+    await harness.say("ben", "ask Is it fine to skip the retreat?", channel=None)
+    await harness.say("fay", "release")
+    posts = _anonymous(harness.channel_posts())
+    assert len(posts) == 2
+    mine = next(p for p in posts if "say no" in p)
+    number = int(mine.split("#")[1].split("\n")[0])
+    await harness.say("cleo", f"upvote {number}")
+    # A wrong code removes nothing; the right one removes the post and the listing.
+    assert "No question has that code" in await harness.say("ben", "retract ZZZZ-ZZZZ-ZZZZ",
+                                                             None)
+    assert len(_anonymous(harness.channel_posts())) == 2
+    reply = await harness.say("ana", f"retract {code}", channel=None)
+    assert reply == (f"Your question #{number} is withdrawn: its post is being removed from "
+                     "the channel and its text deleted.")
+    assert [p for p in _anonymous(harness.channel_posts())] == [
+        p for p in posts if "say no" not in p]
+    assert [d.text for d in harness.messenger.deleted] == [mine]
+    listing = await harness.say("dev", "questions")
+    assert "say no" not in listing and "skip the retreat" in listing
+    assert "already withdrawn" in await harness.say("ana", f"retract {code}", None)
+    assert "withdrawn by you" in await harness.say("ana", f"question {code}", None)
+    assert "There is no anonymous question" in await harness.say("dev", f"upvote {number}")
+    # Nothing of its text is left in the database, in the question or in the outbox.
+    async with harness.app.engine.connect() as conn:
+        for table in ("questions", "outbox"):
+            dump = str((await conn.execute(sa.text(f"SELECT * FROM {table}"))).all())
+            assert "say no to my PI" not in dump, table
+    assert harness.messenger.deleted and len(harness.messenger.deleted) == 1

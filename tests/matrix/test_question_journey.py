@@ -1,0 +1,46 @@
+"""A posted anonymous question withdrawn by its author, on a real Synapse: the bot redacts
+its own post in the cohort's room (the adapter runs in this process on a simulated clock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.service.dispatcher import Dispatcher
+from tests.matrix.support import Member
+from tests.matrix.test_question_privacy import (
+    QUESTION,
+    ask,
+    cohort_with_dm,
+    event,
+    from_bot,
+    redacted,
+    rig,
+)
+from tests.support.matrix_fixtures import ClientFactory
+from tests.support.synapse import SynapseServer
+
+
+async def test_withdrawing_a_posted_question_redacts_the_bots_post(
+        synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path) -> None:
+    admin, ana = [Member(await matrix_client_factory()) for _ in range(2)]
+    async with rig(tmp_path, synapse, admin) as r:
+        platform = await r.start()
+        # (The rig's app has no messenger of its own: deliveries go through this platform.)
+        deliver = Dispatcher(r.app.uow, r.clock, r.app.policy,
+                             {"matrix": platform.messenger}).run_due
+        dm = await cohort_with_dm(r, admin, ana)
+        [room] = [rid for rid in admin.client.rooms if rid != dm]
+        await admin.say(room, "!cohort cohort set question-release immediate")
+        await admin.wait_for(from_bot(r.user_id, room, "immediate"), what="the setting")
+        _, _, code = await ask(r, ana, dm)
+        await deliver()
+        post = await admin.wait_for(from_bot(r.user_id, room, QUESTION), what="the post")
+        assert not redacted(await event(admin, room, post.event_id))
+
+        await ana.say(dm, f"!cohort retract {code}")
+        await ana.wait_for(from_bot(r.user_id, dm, "its post is being removed"),
+                           what="the answer")
+        await deliver()
+        source = await event(admin, room, post.event_id)
+        assert redacted(source), source
+        assert source["content"] == {}

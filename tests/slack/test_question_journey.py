@@ -1,0 +1,36 @@
+"""A posted anonymous question withdrawn by its author, through the real Bolt app and the
+real core against the fake Web API: the bot deletes its own post (chat.delete)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.slack.conftest import SlackBot
+from tests.slack.test_flows import setup_cohort
+from tests.support.slack import WORKSPACE as W
+
+QUESTION = "Is it fine to skip a session when the deadline is close?"
+CODE = re.compile(r"\b[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}\b")
+
+
+async def test_withdrawing_a_posted_question_deletes_the_bots_post(slack_bot: SlackBot) -> None:
+    await setup_cohort(slack_bot, release="immediate")
+    await slack_bot.command(W.bob, f"ask {QUESTION}")
+    found = CODE.search(slack_bot.last_reply(W.bob))
+    assert found is not None
+    [post] = [p for p in slack_bot.fake.posts(W.channel) if QUESTION in p["text"]]
+    slack_bot.fake.clear_calls()
+
+    await slack_bot.command(W.alice, "retract ZZZZ-ZZZZ-ZZZZ")  # a wrong code: nothing goes
+    assert "No question has that code" in slack_bot.last_reply(W.alice)
+    assert not slack_bot.fake.calls_to("chat.delete")
+
+    await slack_bot.command(W.bob, f"retract {found[0]}")
+    assert "withdrawn: its post is being removed" in slack_bot.last_reply(W.bob)
+    [delete] = slack_bot.fake.calls_to("chat.delete")
+    assert delete.ok and delete.params["channel"] == W.channel
+    assert delete.params["ts"] == post["ts"]
+    assert not any(QUESTION in p for p in slack_bot.channel_posts())
+    assert slack_bot.dms(W.bob) == []  # the author's link to it is nowhere in Slack
+    await slack_bot.command(W.alice, "questions")
+    assert QUESTION not in slack_bot.last_reply(W.alice)
