@@ -200,6 +200,11 @@ async def set_schedule(ctx: Ctx, cmd: c.SetSchedule) -> Message:
     if instants and all(i <= ctx.now for i in instants) and sched.rrule is None:
         raise ctx.fail("Every date of that schedule is in the past: give dates to come.")
     past = [d for d, i in zip(sched.dates, instants, strict=True) if i <= ctx.now]
+    today = ctx.now.astimezone(zone).date()
+    if sched.rrule is not None and sched.until is not None and sched.until < today \
+            and not [i for i in instants if i > ctx.now]:
+        raise ctx.fail(f"'until {sched.until.isoformat()}' is in the past (today is "
+                       f"{today.isoformat()}): that schedule would have no sessions.")
     co.schedule = sched.to_json()
     co.zone = sched.zone
     # A new schedule replaces the old one's future sessions (and their cancellations or

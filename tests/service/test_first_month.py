@@ -419,3 +419,10 @@ async def test_cohort_link_with_a_name_suggests_the_id(harness: Harness) -> None
     reply = await harness.say("ana", "next", channel=None)
     assert "You are in several cohorts (peer-a, peer-b): say which, e.g. /cohort --cohort " \
         "peer-a next." in reply
+
+
+async def test_a_schedule_that_ended_already_is_flagged(harness: Harness) -> None:
+    await harness.setup_cohort()
+    reply = await harness.say("root", "cohort schedule weekly tue 14:00 until 2026-11-01")
+    assert "'until 2026-11-01' is in the past (today is 2026-11-30)" in reply
+    assert "every Tuesday at 14:00" in await harness.say("root", "cohort show")  # unchanged
