@@ -228,6 +228,9 @@ class NullMessenger:
     async def delete(self, out: Any, message_id: str) -> None:
         pass
 
+    async def whisper(self, user: Any, tenant: Any, place: Any, message: Any) -> None:
+        self.direct += 1
+
 
 def settings_for(url: str, *, batch_size: int | None = None) -> Any:
     """The bot's settings for `url`: defaults plus environment-style overrides, read from an

@@ -23,6 +23,7 @@ from bot.logs import quiet_libraries
 from bot.scheduling.clock import SimulatedClock, SystemClock
 from bot.service.anonymity import Keys
 from bot.service.api import Admin, Policy
+from bot.service.authors import AuthorLinks
 from bot.service.bus import Bot
 from bot.service.dispatcher import Dispatcher
 from bot.service.planner import Planner
@@ -198,10 +199,11 @@ def build(
     clock = clock or SystemClock()
     policy = policy_from(settings, extra_admins=extra_admins)
     messengers = messengers or {}
-    dispatcher = Dispatcher(uow, clock, policy, messengers, directories)
+    links = AuthorLinks()  # (this process's memory only: see bot/service/authors.py)
+    dispatcher = Dispatcher(uow, clock, policy, messengers, directories, links)
     planner = Planner(uow, clock, policy)
     keys = Keys(question_secret(settings))
-    bot = Bot(uow, clock, policy, directories, keys=keys)
+    bot = Bot(uow, clock, policy, directories, keys=keys, links=links, messengers=messengers)
     return App(settings=settings, engine=engine, clock=clock, policy=policy, bot=bot,
                dispatcher=dispatcher, planner=planner, uow=uow, messengers=messengers)
 

@@ -105,6 +105,8 @@ class RecordingMessenger:
     calls: int = 0
     #: Messages removed (moved here from `sent`).
     deleted: list[Sent] = field(default_factory=list)
+    #: What was told to someone privately, outside the outbox: (user id, place, text).
+    whispered: list[tuple[str, str | None, str]] = field(default_factory=list)
 
     async def send(self, out: Outgoing) -> str:
         self.calls += 1
@@ -126,6 +128,13 @@ class RecordingMessenger:
         s = self._find(out, message_id)
         s.text, s.message = out.message.plain(), out.message
         s.edits.append(out.outbox_id)
+
+    async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
+                      message: Message) -> None:
+        self.calls += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        self.whispered.append((user.id, place.id if place else None, message.plain()))
 
     async def delete(self, out: Outgoing, message_id: str) -> None:
         self.calls += 1

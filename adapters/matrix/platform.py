@@ -958,6 +958,13 @@ class MatrixMessenger:
             content["formatted_body"] = "* " + new["formatted_body"]
         await self._p.send_content(room_id, content, tx_id=f"cohortbot.{out.outbox_id}")
 
+    async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
+                      message: Message) -> None:
+        """A message in `user`'s direct room (encrypted where the room is), sent at once:
+        no outbox row and no transaction id that could be traced back to a question."""
+        room_id = await self._p.direct_room(user.id)
+        await self._p.send_content(room_id, render(message))
+
     async def delete(self, out: Outgoing, message_id: str) -> None:
         """Redacts the bot's event `message_id` (a sender may always redact its own)."""
         room_id = await self._p.direct_room(out.target) if out.direct else out.target

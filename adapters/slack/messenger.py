@@ -32,6 +32,7 @@ from adapters.slack.pacing import Pacer
 from adapters.slack.workspaces import NOT_INSTALLED, OneWorkspace, Router
 from bot import metrics
 from bot.chat.message import Message
+from bot.domain.refs import ChannelRef, UserRef
 from bot.service.ports import DeliveryError, Outgoing
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,20 @@ class SlackMessenger:
         except DeliveryError as e:
             if e.reason != "message_not_found":
                 raise
+
+    async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
+                      message: Message) -> None:
+        """An ephemeral message in `place` (the cohort's channel): it stays in no history,
+        so nothing in Slack ties the reader to it. Never a DM, which would stay."""
+        if place is None:
+            raise DeliveryError("no_channel", permanent=True)
+        client = await self.client_for(tenant)
+        async with self.pacer.slot(place.id):
+            try:
+                await client.chat_postEphemeral(channel=place.id, user=user.id,
+                                                **render.payload(message))
+            except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
+                raise _delivery_error(e) from None
 
     async def _change(self, out: Outgoing, method: str, **args: Any) -> None:
         place = "a direct message" if out.direct else f"channel {out.target}"

@@ -26,6 +26,7 @@ from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
 from adapters.terminal.render import prefixed, render
+from bot.chat.message import Message
 from bot.domain.errors import UserError
 from bot.domain.refs import ChannelRef, UserRef
 from bot.domain.timeparse import format_local, parse_duration
@@ -68,6 +69,15 @@ class TerminalMessenger:
 
     async def delete(self, out: Outgoing, message_id: str) -> None:
         self._print(out, "(removed) " + render(out.message))
+
+    async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
+                      message: Message) -> None:
+        """Printed at once, and recorded nowhere (it has no outbox id)."""
+        where = f"dm:{user.id}"
+        if self.stamp is not None:
+            where += f" · {_short_time(self.stamp())}"
+        self._out.write(prefixed(f"[{where}]", render(message)) + "\n")
+        self._out.flush()
 
     def _print(self, out: Outgoing, text: str) -> None:
         if out.outbox_id in self._delivered:

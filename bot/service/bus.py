@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bot import metrics
 from bot.chat import commands as c
@@ -24,10 +24,18 @@ from bot.domain.refs import ChannelRef, UserRef
 from bot.service import actions, cohorts, mydata, people, questions, sessions
 from bot.service.anonymity import Keys
 from bot.service.api import CheckinItem, Invocation, Policy, Reply
+from bot.service.authors import AuthorLinks
 from bot.service.checkins import open_actions
 from bot.service.context import Ctx, Handler, Known, admin_over, tell_facilitators
 from bot.service.limits import Limits
-from bot.service.ports import Clock, Directory, NullDirectory, UnitOfWork, UnitOfWorkFactory
+from bot.service.ports import (
+    Clock,
+    Directory,
+    Messenger,
+    NullDirectory,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from bot.service.reshuffle import refill, snapshot, tell_changes
 from bot.service.turns import Turns
 
@@ -69,9 +77,13 @@ class Bot:
         on_change: Callable[[], None] | None = None,
         *,
         keys: Keys,
+        links: AuthorLinks | None = None,
+        messengers: Mapping[str, Messenger] | None = None,
     ) -> None:
         self._uow = uow
         self.keys = keys
+        self.links = links or AuthorLinks()
+        self._messengers = messengers if messengers is not None else {}
         self._clock = clock
         self.policy = policy
         self._directories = directories or {}
@@ -204,6 +216,7 @@ class Bot:
                 reply = await HANDLERS[type(parsed.command)](ctx, parsed.command)
                 await uow.commit()
                 changed = uow.schedule_changed
+            await ctx.tidings.deliver(self._messengers)
             if ctx.erased:
                 await self._uow.checkpoint()
         except UserError as e:
@@ -260,7 +273,8 @@ class Bot:
         ctx = Ctx(uow=uow, units=self._uow, keys=self.keys, limits=self.limits, inv=inv,
                   now=self._clock.now(),
                   policy=self.policy,
-                  directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)))
+                  directory=directory, usage=spec.usage(self.policy.prefix_for(inv.user.platform)),
+                  tidings=self.links.batch())
         ctx.cohort_, ctx.member_, caller = await self._cohort(uow, inv, parsed)
         if ctx.cohort_ is not None:  # (the caller's settings came along)
             ctx.caller = Known(caller)

@@ -21,6 +21,7 @@ from bot.domain.model import DELETE, EDIT, Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.anonymity import Keys
 from bot.service.api import Invocation, Policy
+from bot.service.authors import AuthorLinks, Tidings
 from bot.service.limits import Limits
 from bot.service.ports import Directory, UnitOfWork, UnitOfWorkFactory
 
@@ -55,6 +56,8 @@ class Ctx:
     #: The command deleted personal text: once committed, the database is asked to let it
     #: leave its files at once (`UnitOfWorkFactory.checkpoint`).
     erased: bool = False
+    #: What authors of questions are to be told once this command has committed.
+    tidings: Tidings = field(default_factory=lambda: AuthorLinks().batch())
 
     @asynccontextmanager
     async def apart(self) -> AsyncIterator[UnitOfWork]:
@@ -65,6 +68,10 @@ class Ctx:
         async with self.units() as own:
             yield own
             await own.commit()
+
+    @property
+    def links(self) -> AuthorLinks:
+        return self.tidings.links
 
     @property
     def user(self) -> UserRef:

@@ -18,6 +18,7 @@ from bot import metrics
 from bot.chat.message import Message
 from bot.domain.model import DELETE, DROPPED, EDIT, FAILED, PENDING, SENT, OutboxMessage
 from bot.service.api import Policy
+from bot.service.authors import AuthorLinks
 from bot.service.notices import fire
 from bot.service.planner import plan_next
 from bot.service.ports import (
@@ -67,8 +68,10 @@ class Dispatcher:
         policy: Policy,
         messengers: dict[str, Messenger],
         directories: dict[str, Directory] | None = None,
+        links: AuthorLinks | None = None,
     ) -> None:
         self._uow = uow
+        self._links = links or AuthorLinks()
         self._clock = clock
         self._policy = policy
         self._messengers = messengers
@@ -146,14 +149,16 @@ class Dispatcher:
         """Fire one batch of due notifications in one transaction."""
         outcomes: Counter[str] = Counter()
         now = self._clock.now()
+        tidings = self._links.batch()
         async with self._uow() as uow:
             for notice in await uow.claim_notifications(now, size):
-                if await fire(uow, notice, now, self._policy, self._directories):
+                if await fire(uow, notice, now, self._policy, self._directories, tidings):
                     outcomes["late" if notice.late else "on_time"] += 1
                 else:
                     outcomes["dropped"] += 1
                 await plan_next(uow, notice)
             await uow.commit()
+        await tidings.deliver(self._messengers)
         for outcome, n in outcomes.items():  # (counted once committed)
             metrics.NOTIFICATIONS.labels(outcome).inc(n)
         return outcomes["late"] + outcomes["on_time"], outcomes["dropped"]

@@ -29,6 +29,7 @@ from bot.domain.model import (
 from bot.domain.refs import UserRef
 from bot.domain.timeparse import format_duration
 from bot.service.api import Policy
+from bot.service.authors import Tidings
 from bot.service.checkins import ANSWER_WORDS, open_actions, tally
 from bot.service.cohort_state import fix_cast, load_roster
 from bot.service.context import queue_message, zone_of
@@ -49,6 +50,7 @@ class Firing:
     late: bool
     policy: Policy
     directories: dict[str, Directory]
+    tidings: Tidings | None = None
 
     async def to_channel(self, message: Message) -> None:
         await queue_message(self.uow, message, now=self.now, cohort=self.cohort,
@@ -179,7 +181,8 @@ async def summary(f: Firing) -> None:
 
 
 async def release(f: Firing) -> None:
-    await scheduled_release(f.uow, f.cohort, f.now, key=f.notice.key, late=f.late, cmd=f.cmd)
+    await scheduled_release(f.uow, f.cohort, f.now, key=f.notice.key, late=f.late, cmd=f.cmd,
+                            tidings=f.tidings)
 
 
 async def prompt(f: Firing) -> None:
@@ -212,9 +215,10 @@ FIRE: dict[str, Callable[[Firing], Awaitable[None]]] = {
 
 async def fire(
     uow: UnitOfWork, notice: Notification, now: datetime, policy: Policy,
-    directories: dict[str, Directory],
+    directories: dict[str, Directory], tidings: Tidings | None = None,
 ) -> bool:
-    """Fire one claimed notification. Returns False if it was dropped instead."""
+    """Fire one claimed notification. Returns False if it was dropped instead. What authors
+    are to be told (a release) goes into `tidings`."""
     cohort = await uow.get(Cohort, notice.cohort_id)
     session = await uow.get(Session, notice.session_id) if notice.session_id else None
     notice.fired_at = now
@@ -232,7 +236,7 @@ async def fire(
     notice.status = "fired"
     await FIRE[notice.kind](Firing(
         uow=uow, notice=notice, cohort=cohort, session=session, now=now, late=notice.late,
-        policy=policy, directories=directories,
+        policy=policy, directories=directories, tidings=tidings,
     ))
     if notice.late:
         log.info("sent late notification %s (due %s)", notice.key, notice.due_at.isoformat())

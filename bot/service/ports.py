@@ -292,6 +292,13 @@ class Messenger(Protocol):
         A message already gone counts as removed. Raise DeliveryError."""
         ...
 
+    async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
+                      message: Message) -> None:
+        """Tell `user` privately, now, with nothing kept by the bot (no outbox row, no log
+        line naming them): Slack shows it ephemerally in `place`, Matrix sends it to their
+        direct room. Raise DeliveryError."""
+        ...
+
 
 class Directory(Protocol):
     """What the platform knows about a person."""

@@ -31,6 +31,7 @@ from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
 from bot.domain.model import Cohort, Question, Upvote
 from bot.service.anonymity import new_salt
+from bot.service.authors import Tidings
 from bot.service.context import Ctx, Handler, queue_change, queue_message, tell_facilitators
 from bot.service.ports import UnitOfWork
 
@@ -110,8 +111,26 @@ async def _votes_until(uow: UnitOfWork, cohort: Cohort, now: datetime) -> dateti
     return now + VOTE_FALLBACK
 
 
+def _quote(q: Question) -> Text:
+    """The start of a question, to tell its author which one (never stored)."""
+    first = q.text.splitlines()[0] if q.text else ""
+    more = len(first) > 60 or len(q.text.splitlines()) > 1
+    return Text(f"“{first[:60]}{'…' if more else ''}”")
+
+
+def _tell(tidings: Tidings | None, q: Question, cohort: Cohort, now: datetime, what: str,
+          *, final: bool, note: str | None = None) -> None:
+    """Tell the author of `q`, when this process knows them (bot/service/authors.py)."""
+    if tidings is None:
+        return
+    message = Message.of(f"Your anonymous question in {cohort.name}, ", _quote(q), f", {what}")
+    if note:
+        message = message + Message.of("\nThe facilitator's note: ", Text(note))
+    tidings.tell(q.id, now, message, final=final)
+
+
 async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], now: datetime,
-                   key: str, late: bool = False) -> int:
+                   key: str, late: bool = False, tidings: Tidings | None = None) -> int:
     # Random order, numbered in that order: neither the order nor the number tells when, or
     # in which sequence, the questions were asked.
     random.SystemRandom().shuffle(questions)
@@ -124,18 +143,21 @@ async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], n
         # Kept: its author may withdraw it, and its upvote count is shown on it.
         q.post_key = await queue_message(uow, question_post(q), now=now, cohort=cohort,
                                          key=f"{key}:q{q.id}", late=late, keep=True)
+        _tell(tidings, q, cohort, now, f"is posted in the channel as #{q.number}.",
+              final=True)
     cohort.held_releases = 0
     return len(questions)
 
 
 async def scheduled_release(uow: UnitOfWork, cohort: Cohort, now: datetime, *, key: str,
-                            late: bool = False, cmd: Callable[[str], str]) -> int:
+                            late: bool = False, cmd: Callable[[str], str],
+                            tidings: Tidings | None = None) -> int:
     """The release before a session. It posts only a batch of at least `min_batch`; fewer
     wait for the next one, and when that has happened `HELD_NOTICE` times in a row the
     facilitators are told (with no count finer than "1" or "some")."""
     ready = await uow.find(Question, cohort_id=cohort.id, status="approved")
     if len(ready) >= CohortSettings.from_json(cohort.settings).min_batch:
-        return await _release(uow, cohort, ready, now, key, late)
+        return await _release(uow, cohort, ready, now, key, late, tidings)
     if not ready:
         cohort.held_releases = 0
         return 0
@@ -169,6 +191,9 @@ async def ask_question(ctx: Ctx, cmd: c.AskQuestion) -> Message:
     )
     ctx.uow.add(q)
     await ctx.uow.flush()
+    if settings.moderation or settings.question_release != "immediate":
+        # So that they hear what becomes of it: in this process's memory only.
+        ctx.links.remember(q.id, ctx.user, ctx.tenant, cohort.channel, ctx.now)
     if settings.moderation:
         when = "A facilitator will review it (they will not see who asked)."
     elif settings.question_release == "immediate":
@@ -197,7 +222,8 @@ async def question_status(ctx: Ctx, cmd: c.QuestionStatus) -> Message:
     status = {
         "pending": "waiting for a facilitator's review",
         "approved": "approved; it will be posted with the next batch",
-        "returned": "returned by a facilitator",
+        "returned": "returned by a facilitator and will not be posted; you can ask again, "
+                    f"changed: {ctx.cmd('ask <question>')}",
         "released": f"posted as anonymous question #{q.number} ({q.upvotes} upvotes)",
         "retracted": "withdrawn by you",
     }[q.status]
@@ -210,6 +236,7 @@ async def retract(ctx: Ctx, cmd: c.Retract) -> Message:
     if q.status == "retracted":
         raise UserError("That question was already withdrawn.")
     posted = q.status == "released"
+    ctx.links.forget(q.id)
     q.status = "retracted"
     q.text = ""  # nothing left to keep
     ctx.erased = True
@@ -295,8 +322,13 @@ async def approve_question(ctx: Ctx, cmd: c.ApproveQuestion) -> Message:
     q = await _pending(ctx, cmd.review_id)
     q.status = "approved"
     if CohortSettings.from_json(ctx.cohort.settings).question_release == "immediate":
-        await _release(ctx.uow, ctx.cohort, [q], ctx.now, key=f"approve:{q.review_id}")
+        _tell(ctx.tidings, q, ctx.cohort, ctx.now, "is approved by a facilitator.",
+              final=False)
+        await _release(ctx.uow, ctx.cohort, [q], ctx.now, key=f"approve:{q.review_id}",
+                       tidings=ctx.tidings)
         return Message.of(f"Approved {q.review_id}; it is being posted now.")
+    _tell(ctx.tidings, q, ctx.cohort, ctx.now, "is approved by a facilitator. It will be "
+          "posted with the next batch.", final=False)
     return Message.of(f"Approved {q.review_id}; it goes out with the next batch.")
 
 
@@ -304,8 +336,11 @@ async def return_question(ctx: Ctx, cmd: c.ReturnQuestion) -> Message:
     q = await _pending(ctx, cmd.review_id)
     q.status = "returned"
     q.return_note = cmd.note
-    return Message.of(f"Returned {q.review_id}. Its author sees this (and your note) with their "
-                      "code.")
+    _tell(ctx.tidings, q, ctx.cohort, ctx.now, "was returned by a facilitator and will not be "
+          f"posted. You can ask again, changed: {ctx.cmd('ask <question>')}.", final=True,
+          note=cmd.note)
+    return Message.of(f"Returned {q.review_id}. Its author is told (with your note), without "
+                      "anyone seeing who they are.")
 
 
 async def release_now(ctx: Ctx, cmd: c.ReleaseQuestions) -> Message:
@@ -323,7 +358,7 @@ async def release_now(ctx: Ctx, cmd: c.ReleaseQuestions) -> Message:
             "whoever was around when it was asked. Post anyway with "
             f"{ctx.cmd('release confirm')}, or wait for more.")
     n = await _release(ctx.uow, ctx.cohort, ready, ctx.now,
-                       key=f"release:manual:{ctx.now.isoformat()}")
+                       key=f"release:manual:{ctx.now.isoformat()}", tidings=ctx.tidings)
     return Message.of(f"Released {plural(n, 'question')} in random order.")
 
 

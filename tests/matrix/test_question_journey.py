@@ -3,8 +3,11 @@ its own post in the cohort's room (the adapter runs in this process on a simulat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from bot.domain.refs import ChannelRef, UserRef
+from bot.service.api import Invocation
 from bot.service.dispatcher import Dispatcher
 from tests.matrix.support import Member
 from tests.matrix.test_question_privacy import (
@@ -44,3 +47,33 @@ async def test_withdrawing_a_posted_question_redacts_the_bots_post(
         source = await event(admin, room, post.event_id)
         assert redacted(source), source
         assert source["content"] == {}
+
+
+async def test_the_author_is_told_in_their_direct_room(
+        synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path) -> None:
+    admin, ana = [Member(await matrix_client_factory()) for _ in range(2)]
+    async with rig(tmp_path, synapse, admin) as r:
+        platform = await r.start()
+        r.app.messengers["matrix"] = platform.messenger  # (the core tells through it)
+        dm = await cohort_with_dm(r, admin, ana)
+        [room] = [rid for rid in admin.client.rooms if rid != dm]
+        await admin.say(room, "!cohort cohort set moderation on")
+        await admin.wait_for(from_bot(r.user_id, room, "moderation"), what="the setting")
+        await ask(r, ana, dm)
+
+        async def facilitator(text: str) -> str:
+            replies = await r.app.bot.handle(Invocation(
+                user=UserRef("matrix", admin.user_id), text=text,
+                channel=ChannelRef("matrix", room)))
+            return "\n".join(x.message.plain() for x in replies)
+
+        found = re.search(r"\[(\w+)\]", await facilitator("questions review"))
+        assert found is not None
+        assert "Approved" in await facilitator(f"approve {found[1]}")
+        told = await ana.wait_for(from_bot(r.user_id, dm, "is approved by a facilitator"),
+                                  what="the outcome")
+        assert told.decrypted  # (the bot's direct rooms are encrypted)
+        assert "It will be posted with the next batch." in told.body
+        # Nothing went to the shared room.
+        assert not any("approved" in s.body for s in admin.seen if s.room_id == room
+                       and s.sender == r.user_id)

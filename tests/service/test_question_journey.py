@@ -7,7 +7,7 @@ import re
 
 import sqlalchemy as sa
 
-from tests.conftest import Harness
+from tests.conftest import Harness, running_harness
 
 
 def _code(reply: str) -> str:
@@ -88,3 +88,73 @@ async def test_the_author_alone_withdraws_a_posted_question_and_its_post_goes(
             dump = str((await conn.execute(sa.text(f"SELECT * FROM {table}"))).all())
             assert "say no to my PI" not in dump, table
     assert harness.messenger.deleted and len(harness.messenger.deleted) == 1
+
+
+async def _review_ids(harness: Harness) -> dict[str, str]:
+    """Pending questions' review ids by the first word of their text."""
+    review = await harness.say("fay", "questions review")
+    return {m[2]: m[1] for m in re.finditer(r"\[(\w+)\] (\w+)", review)}
+
+
+async def test_the_author_is_told_privately_of_approval_return_and_posting(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort set moderation on")
+    await harness.say("ana", "ask Why is the quiet one always me?", channel=None)
+    await harness.say("ana", "ask Can we talk about burnout today?", channel=None)
+    code3 = _code(await harness.say("ben", "ask Should we meet in person sometimes?", None))
+    ids = await _review_ids(harness)
+    told = harness.messenger.whispered
+    assert told == []
+
+    await harness.say("fay", f"approve {ids['Why']}")
+    assert told == [("ana", "peer-a", "Your anonymous question in Peer A, “Why is the quiet "
+                     "one always me?”, is approved by a facilitator. It will be posted with "
+                     "the next batch.")]
+    reply = await harness.say("fay", f"return {ids['Can']} please rephrase @here")
+    assert "Its author is told" in reply
+    assert told[1] == ("ana", "peer-a", "Your anonymous question in Peer A, “Can we talk "
+                       "about burnout today?”, was returned by a facilitator and will not be "
+                       "posted. You can ask again, changed: /cohort ask <question>.\n"
+                       "The facilitator's note: please rephrase @here")
+    assert "question" not in " ".join(harness.dms("ana"))  # (nothing went through the outbox)
+
+    await harness.say("fay", f"approve {ids['Should']}")
+    await harness.say("fay", "release")
+    posted = {p.split("\n")[1]: p.split("\n")[0] for p in _anonymous(harness.channel_posts())}
+    number = posted["Why is the quiet one always me?"].split("#")[1]
+    assert sorted(t[0] for t in told[3:]) == ["ana", "ben"]
+    assert ("ana", "peer-a", "Your anonymous question in Peer A, “Why is the quiet one always "
+            f"me?”, is posted in the channel as #{number}.") in told
+    assert [t[0] for t in told].count("ben") == 2  # approved, posted
+    # Nothing more once the journey is over.
+    count = len(told)
+    await harness.say("ben", f"retract {code3}", None)
+    await harness.say("fay", "release confirm")
+    assert len(told) == count
+
+
+async def test_a_link_lasts_seven_days_and_dies_with_the_process(
+        harness: Harness, db_url: str) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort set moderation on")
+    code = _code(await harness.say("ana", "ask Why is the quiet one always me?", None))
+    await harness.say("ana", "ask Can we talk about burnout today?", channel=None)
+    await harness.say("ana", "ask Do others also doubt their work?", channel=None)
+    ids = await _review_ids(harness)
+    # Another process on the same database (a restart, a second instance) never had the
+    # link: its facilitator's decision reaches nobody, and the author learns it with the code.
+    async with running_harness(db_url, COHORTBOT_BOT__COMMANDS_PER_MINUTE="1000000") as other:
+        other.clock.set(harness.clock.now())
+        assert "Returned" in await other.say("fay", f"return {ids['Why']} not for us")
+        assert other.messenger.whispered == [] and harness.messenger.whispered == []
+    status = await harness.say("ana", f"question {code}", None)
+    assert "returned by a facilitator and will not be posted" in status
+    assert "not for us" in status
+    # Within seven days this process still tells the author; after them it does not.
+    await harness.advance("6d23h")
+    await harness.say("fay", f"approve {ids['Can']}")
+    assert [t[0] for t in harness.messenger.whispered] == ["ana"]
+    await harness.advance("2h")
+    await harness.say("fay", f"approve {ids['Do']}")
+    assert [t[0] for t in harness.messenger.whispered] == ["ana"]

@@ -34,3 +34,26 @@ async def test_withdrawing_a_posted_question_deletes_the_bots_post(slack_bot: Sl
     assert slack_bot.dms(W.bob) == []  # the author's link to it is nowhere in Slack
     await slack_bot.command(W.alice, "questions")
     assert QUESTION not in slack_bot.last_reply(W.alice)
+
+
+async def test_the_author_is_told_ephemerally_in_the_channel_never_by_dm(
+        slack_bot: SlackBot) -> None:
+    await setup_cohort(slack_bot)
+    await slack_bot.command(W.admin, "cohort set moderation on")
+    await slack_bot.command(W.bob, f"ask {QUESTION}")
+    await slack_bot.command(W.admin, "questions review")
+    found = re.search(r"\[(\w+)\]", slack_bot.last_reply(W.admin))
+    assert found is not None
+    slack_bot.fake.clear_calls()
+
+    await slack_bot.command(W.admin, f"return {found[1]} please add <!channel> context")
+    told = [c for c in slack_bot.fake.calls_to("chat.postEphemeral")
+            if c.params.get("user") == W.bob]
+    assert len(told) == 1 and told[0].ok
+    assert told[0].params["channel"] == W.channel
+    text = str(told[0].params["text"])
+    assert "was returned by a facilitator" in text and "please add" in text
+    assert "<!channel>" not in text  # the note is shown, and pings nobody
+    assert slack_bot.dms(W.bob) == []
+    assert not any(c.params.get("channel") == slack_bot.fake.dm_channel(W.bob)
+                   for c in slack_bot.fake.calls if c.method == "chat.postMessage")

@@ -7,6 +7,7 @@ import io
 
 from adapters.terminal.shell import TerminalMessenger
 from bot.chat.message import Message
+from bot.domain.refs import ChannelRef, UserRef
 from bot.service.ports import Outgoing
 
 
@@ -30,3 +31,11 @@ async def test_an_edit_and_a_removal_are_lines_in_the_channel_printed_once() -> 
         "[#peer-a] (removed) Anonymous question #1 was withdrawn by its author.",
         "[dm:ana] (edited) Hello",
     ]
+
+
+async def test_a_whisper_is_a_dm_line_printed_at_once() -> None:
+    screen = io.StringIO()
+    terminal = TerminalMessenger(screen)
+    await terminal.whisper(UserRef("terminal", "ana"), None, ChannelRef("terminal", "peer-a"),
+                           Message.of("Your anonymous question in Peer A is approved."))
+    assert screen.getvalue() == "[dm:ana] Your anonymous question in Peer A is approved.\n"
