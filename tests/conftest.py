@@ -91,8 +91,13 @@ class Sent:
     text: str
     message: Message
     outbox_id: int
-    #: The outbox ids of the edits made to it since (the text shown is the last one's).
-    edits: list[int] = field(default_factory=list)
+    #: The edits made to it since, in order: `text` and `message` stay as first sent.
+    edits: list[Message] = field(default_factory=list)
+
+    @property
+    def shown(self) -> Message:
+        """What the platform shows now: the last edit, or the message as sent."""
+        return self.edits[-1] if self.edits else self.message
 
 
 @dataclass
@@ -125,9 +130,7 @@ class RecordingMessenger:
         self.calls += 1
         if self.fail_next:
             raise self.fail_next.pop(0)
-        s = self._find(out, message_id)
-        s.text, s.message = out.message.plain(), out.message
-        s.edits.append(out.outbox_id)
+        self._find(out, message_id).edits.append(out.message)
 
     async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
                       message: Message) -> None:

@@ -29,7 +29,7 @@ from bot.chat.message import Action as Button
 from bot.chat.message import Message, Strong, Text, lines, plural
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.errors import UserError
-from bot.domain.model import Cohort, Question, Upvote
+from bot.domain.model import EDIT, PENDING, Cohort, OutboxMessage, Question, Upvote
 from bot.service.anonymity import new_salt
 from bot.service.authors import Tidings
 from bot.service.context import Ctx, Handler, queue_change, queue_message, tell_facilitators
@@ -43,6 +43,10 @@ HELD_NOTICE = 2
 #: stays open when there is none.
 VOTE_SEARCH = timedelta(days=60)
 VOTE_FALLBACK = timedelta(days=7)
+#: The upvote count on a post is updated at most this often (never once per vote), and once
+#: more when voting closes (the change keyed with `CLOSING`).
+VOTE_SHOW_EVERY = timedelta(minutes=10)
+CLOSING = ":closed"
 #: A question shorter than this (characters, words) is refused: it cannot be answered.
 MIN_CHARS, MIN_WORDS = 10, 3
 
@@ -94,11 +98,45 @@ async def _review_id(uow: UnitOfWork) -> str:
             return rid
 
 
-def question_post(q: Question) -> Message:
-    return Message(
-        (Strong(f"Anonymous question #{q.number}"), Text("\n" + q.text)),
-        (Button(f"Upvote #{q.number}", f"upvote {q.number}"),),
-    )
+def question_post(q: Question, *, votes: int | None = None, closed: bool = False) -> Message:
+    """The channel post of a released question; with `votes`, as updated to show its count
+    (and, once `closed`, without the button)."""
+    parts: tuple[Strong | Text, ...] = (Strong(f"Anonymous question #{q.number}"),
+                                        Text("\n" + q.text))
+    if votes is not None:
+        parts += (Text(f"\n▲ {plural(votes, 'upvote')}" + (" · voting closed" if closed
+                                                              else "")),)
+    return Message(parts, () if closed else (Button(f"Upvote #{q.number}",
+                                                     f"upvote {q.number}"),))
+
+
+def _next_show(now: datetime) -> datetime:
+    """When a count that changed `now` is shown: at the first `VOTE_SHOW_EVERY` mark at least
+    two minutes on. Marks lie `VOTE_SHOW_EVERY` apart, so the post changes at most that often,
+    and the moment stored is the mark's, not the vote's."""
+    soon = now + timedelta(minutes=2)
+    step = int(VOTE_SHOW_EVERY.total_seconds())
+    stamp = int(soon.timestamp())
+    mark = soon.fromtimestamp(-(-stamp // step) * step, tz=soon.tzinfo)
+    return mark
+
+
+async def _show_votes(uow: UnitOfWork, q: Question, now: datetime) -> None:
+    """Bring the count on the post up to date: the changes already queued for it (the next
+    mark's, the closing one) take the new count; else one is queued for the next mark."""
+    if q.post_key is None or q.votes_until is None:
+        return
+    queued = await uow.find(OutboxMessage, of_key=q.post_key, op=EDIT, status=PENDING)
+    for row in queued:
+        closing = row.key.endswith(CLOSING)
+        row.body = question_post(q, votes=q.upvotes, closed=closing).to_json()
+    if any(not row.key.endswith(CLOSING) for row in queued):
+        return
+    mark = _next_show(now)
+    if mark >= q.votes_until:
+        return  # the closing change shows it
+    await queue_change(uow, q.post_key, question_post(q, votes=q.upvotes), now=mark,
+                       key=f"votes:q{q.id}:{mark.isoformat()}", due_at=mark)
 
 
 async def _votes_until(uow: UnitOfWork, cohort: Cohort, now: datetime) -> datetime:
@@ -143,6 +181,9 @@ async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], n
         # Kept: its author may withdraw it, and its upvote count is shown on it.
         q.post_key = await queue_message(uow, question_post(q), now=now, cohort=cohort,
                                          key=f"{key}:q{q.id}", late=late, keep=True)
+        if q.post_key is not None:
+            await queue_change(uow, q.post_key, question_post(q, votes=0, closed=True),
+                               now=now, key=f"votes:q{q.id}{CLOSING}", due_at=until)
         _tell(tidings, q, cohort, now, f"is posted in the channel as #{q.number}.",
               final=True)
     cohort.held_releases = 0
@@ -243,6 +284,7 @@ async def retract(ctx: Ctx, cmd: c.Retract) -> Message:
     if not posted:
         return Message.of("Your question is withdrawn and its text deleted.")
     if q.post_key is not None:
+        await ctx.uow.delete_where(OutboxMessage, of_key=q.post_key, op=EDIT, status=PENDING)
         await queue_change(ctx.uow, q.post_key, Message.of(
             f"Anonymous question #{q.number} was withdrawn by its author."),
             now=ctx.now, key=f"retract:q{q.id}", remove=True)
@@ -256,6 +298,7 @@ async def retract(ctx: Ctx, cmd: c.Retract) -> Message:
 async def list_questions(ctx: Ctx, cmd: c.ListQuestions) -> Message:
     released = await ctx.uow.find(Question, cohort_id=ctx.cohort.id, status="released",
                                   order_by="number")
+    released.sort(key=lambda q: -q.upvotes)  # most upvoted first (stable: then by number)
     # Only facilitators (who review them anyway) see how many wait: a member who watched the
     # count change would learn when each question was asked, and match it to who was about.
     waiting = len(await ctx.uow.find(Question, cohort_id=ctx.cohort.id,
@@ -264,7 +307,7 @@ async def list_questions(ctx: Ctx, cmd: c.ListQuestions) -> Message:
     if not released:
         head = "No anonymous questions have been posted yet."
     else:
-        head = f"Anonymous questions in {ctx.cohort.name}:"
+        head = f"Anonymous questions in {ctx.cohort.name}, most upvoted first:"
     body: list[Message | str] = [head]
     for q in released:
         first = q.text.splitlines()[0] if q.text else ""
@@ -292,6 +335,7 @@ async def upvote(ctx: Ctx, cmd: c.Upvote) -> Message:
         return Message.of(f"You already upvoted #{q.number}.")
     ctx.uow.add(Upvote(question_id=q.id, voter_hash=voter))
     q.upvotes += 1
+    await _show_votes(ctx.uow, q, ctx.now)
     return Message.of(f"Upvoted #{q.number} (now {q.upvotes}). Nobody sees who upvoted.")
 
 

@@ -4,6 +4,7 @@ its own post in the cohort's room (the adapter runs in this process on a simulat
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from bot.domain.refs import ChannelRef, UserRef
@@ -77,3 +78,28 @@ async def test_the_author_is_told_in_their_direct_room(
         # Nothing went to the shared room.
         assert not any("approved" in s.body for s in admin.seen if s.room_id == room
                        and s.sender == r.user_id)
+
+
+async def test_the_count_on_the_post_is_an_edit_of_it(
+        synapse: SynapseServer, matrix_client_factory: ClientFactory, tmp_path: Path) -> None:
+    admin, ana = [Member(await matrix_client_factory()) for _ in range(2)]
+    async with rig(tmp_path, synapse, admin) as r:
+        platform = await r.start()
+        r.app.messengers["matrix"] = platform.messenger
+        dm = await cohort_with_dm(r, admin, ana)
+        [room] = [rid for rid in admin.client.rooms if rid != dm]
+        await admin.say(room, "!cohort cohort set question-release immediate")
+        await admin.wait_for(from_bot(r.user_id, room, "immediate"), what="the setting")
+        await ask(r, ana, dm)
+        await r.app.dispatcher.run_due()
+        post = await admin.wait_for(from_bot(r.user_id, room, QUESTION), what="the post")
+        replies = await r.app.bot.handle(Invocation(user=UserRef("matrix", ana.user_id),
+                                                    text="upvote 1", channel=None))
+        assert "Upvoted #1" in replies[0].message.plain()
+        r.clock.set(r.clock.now() + timedelta(minutes=13))
+        await r.app.dispatcher.run_due()
+        edit = await admin.wait_for(from_bot(r.user_id, room, "▲ 1 upvote"), what="the edit")
+        content = (await event(admin, room, edit.event_id))["content"]
+        assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": post.event_id}
+        assert content["m.new_content"]["body"].endswith("▲ 1 upvote")
+        assert content["m.mentions"] == {}

@@ -158,3 +158,49 @@ async def test_a_link_lasts_seven_days_and_dies_with_the_process(
     await harness.advance("2h")
     await harness.say("fay", f"approve {ids['Do']}")
     assert [t[0] for t in harness.messenger.whispered] == ["ana"]
+
+
+async def test_votes_show_on_the_post_every_ten_minutes_at_most_and_when_voting_closes(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("ana", "ask How do I say no to my PI?", channel=None)
+    await harness.say("ben", "ask Is it fine to skip the retreat?", channel=None)
+    await harness.say("fay", "release")
+    posts = {s.text.split("\n")[1]: s for s in harness.messenger.sent
+             if s.text.startswith("Anonymous question")}
+    say_no, retreat = posts["How do I say no to my PI?"], posts["Is it fine to skip the retreat?"]
+    n_no = say_no.text.split("#")[1].split("\n")[0]
+    n_retreat = retreat.text.split("#")[1].split("\n")[0]
+
+    for who in ("cleo", "dev", "eli"):
+        assert "Upvoted" in await harness.say(who, f"upvote {n_no}")
+    await harness.say("ana", f"upvote {n_retreat}")
+    # Nothing changes per vote; the count shows at the next ten-minute mark, in one edit each.
+    assert say_no.edits == [] and retreat.edits == []
+    listing = await harness.say("ben", "questions")
+    assert listing.index(f"#{n_no} (3 ▲)") < listing.index(f"#{n_retreat} (1 ▲)")
+    await harness.advance("12m")
+    assert len(say_no.edits) == 1 and len(retreat.edits) == 1
+    assert say_no.shown.plain().endswith("\n▲ 3 upvotes")
+    assert retreat.shown.plain().endswith("\n▲ 1 upvote")
+    assert say_no.shown.actions  # (still open: the button stays)
+
+    # Two more votes within ten minutes: one more edit, at the next mark, not before.
+    await harness.say("ben", f"upvote {n_retreat}")
+    await harness.say("cleo", f"upvote {n_retreat}")
+    await harness.advance("1m")
+    assert len(retreat.edits) == 1
+    await harness.advance("10m")
+    assert len(retreat.edits) == 2 and retreat.shown.plain().endswith("\n▲ 3 upvotes")
+    assert "most upvoted first" in await harness.say("ben", "questions")
+    await harness.say("dev", f"upvote {n_retreat}")
+    listing = await harness.say("ben", "questions")
+    assert listing.index(f"#{n_retreat} (4 ▲)") < listing.index(f"#{n_no} (3 ▲)")
+
+    # Voting closes at the end of the session (Tue 14:00 for 90 minutes): one last edit.
+    await harness.advance("2d")
+    assert say_no.shown.plain().endswith("\n▲ 3 upvotes · voting closed")
+    assert retreat.shown.plain().endswith("\n▲ 4 upvotes · voting closed")
+    assert not say_no.shown.actions and not retreat.shown.actions
+    assert len(say_no.edits) == 2 and len(retreat.edits) == 4
+    assert "closed" in await harness.say("eli", f"upvote {n_retreat}")

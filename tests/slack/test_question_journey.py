@@ -3,7 +3,9 @@ real core against the fake Web API: the bot deletes its own post (chat.delete)."
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import timedelta
 
 from tests.slack.conftest import SlackBot
 from tests.slack.test_flows import setup_cohort
@@ -57,3 +59,29 @@ async def test_the_author_is_told_ephemerally_in_the_channel_never_by_dm(
     assert slack_bot.dms(W.bob) == []
     assert not any(c.params.get("channel") == slack_bot.fake.dm_channel(W.bob)
                    for c in slack_bot.fake.calls if c.method == "chat.postMessage")
+
+
+async def test_the_count_on_the_post_is_updated_in_place_not_once_per_vote(
+        slack_bot: SlackBot) -> None:
+    await setup_cohort(slack_bot, release="immediate")
+    await slack_bot.command(W.bob, f"ask {QUESTION}")
+    [post] = [p for p in slack_bot.fake.posts(W.channel) if QUESTION in p["text"]]
+    slack_bot.fake.clear_calls()
+    for who in (W.alice, W.admin):
+        await slack_bot.command(who, "upvote 1")
+    assert not slack_bot.fake.calls_to("chat.update")
+    now = slack_bot.app.clock.now()
+    await slack_bot.advance_to(now + timedelta(minutes=13))
+    [update] = slack_bot.fake.calls_to("chat.update")
+    assert update.ok and update.params["ts"] == post["ts"]
+    assert update.params["channel"] == W.channel
+    assert "▲ 2 upvotes" in str(update.params["text"])
+    assert "Upvote #1" in json.dumps(update.params.get("blocks"))  # still open
+    [shown] = [p for p in slack_bot.fake.posts(W.channel) if QUESTION in p["text"]]
+    assert "▲ 2 upvotes" in shown["text"] and shown["ts"] == post["ts"]
+    # Voting closes at the end of the session: one last update, without the button.
+    await slack_bot.advance_to(now + timedelta(days=8))
+    last = slack_bot.fake.calls_to("chat.update")[-1]
+    assert len(slack_bot.fake.calls_to("chat.update")) == 2
+    assert "voting closed" in str(last.params["text"])
+    assert "Upvote #1" not in json.dumps(last.params.get("blocks"))
