@@ -102,8 +102,19 @@ async def reminder(f: Firing) -> None:
     # Once a reminder names the roles they are binding, even if the announcement was missed.
     cast = dict((await fix_cast(f.uow, f.cohort, f.session, team)).roles)
     by_id = {m.id: m for m in team.members}
-    lead = format_duration(timedelta(minutes=int(f.notice.payload.get("offset_min", 0))))
-    if settings.reminders_to in ("channel", "both"):
+    offset = int(f.notice.payload.get("offset_min", 0))
+    lead = format_duration(timedelta(minutes=offset))
+    # Pings per member and session cycle: the announcement (role holders), then only the
+    # last reminder — in the channel, or by DM with `reminders-to dm|both`. Earlier reminders
+    # are one line that mentions nobody.
+    last = offset <= min(f.cohort.reminder_offsets or [offset])
+    ping_channel = last and settings.reminders_to == "channel"
+    if settings.reminders_to in ("channel", "both") and not ping_channel:
+        await f.to_channel(Message.of(
+            Strong(f"Reminder: {f.cohort.name} meets in {lead}"), " — ",
+            When(f.session.starts_at, f.cohort.zone),
+            f". {f.cmd('next')} shows your role."))
+    if ping_channel:
         body = [Message.of(Strong(f"Reminder: {f.cohort.name} meets in {lead}"), " — ",
                            When(f.session.starts_at, f.cohort.zone))]
         body += _cast_lines(cast, by_id)
@@ -115,7 +126,7 @@ async def reminder(f: Firing) -> None:
                 parts.append(Mention(m.user))
             body.append(Message(tuple(parts)))
         await f.to_channel(lines(body))
-    if settings.reminders_to in ("dm", "both"):
+    if settings.reminders_to in ("dm", "both") and last:
         for m in present:
             roles = [r for r, mid in cast.items() if mid == m.id]
             zone = await f.zone(m.user)
@@ -133,8 +144,14 @@ async def checkin(f: Firing, *, nudge: bool = False) -> None:
         actions = [a for a in await open_actions(f.uow, m.id) if a.created_at < f.session.starts_at]
         if not actions or (nudge and all(a.answer for a in actions)):
             continue
+        form = Message((), (Button("Check in", "checkin"),))
+        if nudge:  # one short line: the check-in itself came a day ago
+            await f.to_user(m.user, Message.of(
+                f"Nudge: your check-in for {f.cohort.name} is still open: "
+                f"{f.cmd('checkin')}.") + form)
+            continue
         zone = await f.zone(m.user)
-        head = "Nudge: your check-in is still open" if nudge else "Check-in time"
+        head = "Check-in time"
         body = [Message.of(Strong(f"{head} ({f.cohort.name})"), " — before the session on ",
                            When(f.session.starts_at, zone), ". How did your actions go?")]
         for a in actions:
@@ -144,12 +161,16 @@ async def checkin(f: Firing, *, nudge: bool = False) -> None:
             f"Answer with {f.cmd('action done|partly|notyet|drop <n> [note]')}; you can change "
             "an answer until the session starts."
         ))
-        form = Message((), (Button("Check in", "checkin"),))
         await f.to_user(m.user, lines(body) + form)
 
 
 async def nudge(f: Firing) -> None:
-    await checkin(f, nudge=True)
+    assert f.session is not None
+    # One short line reminds of a check-in that went out; if none did (the bot was down
+    # too long, or the session was planned later), the check-in itself goes now.
+    sent = await f.uow.find(Notification, session_id=f.session.id, kind=p.CHECKIN,
+                            status="fired")
+    await checkin(f, nudge=bool(sent))
 
 
 async def summary(f: Firing) -> None:

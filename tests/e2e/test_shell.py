@@ -65,7 +65,7 @@ def test_a_cohort_from_creation_to_its_second_session(db: Path) -> None:
                    for line in out[i:i + 4])
     # Reminders before the first session, check-in DM and summary at the second.
     assert ("[#peer-a · Mon 30 Nov 14:00] Reminder: Peer A meets in 1 day — Tue 1 Dec 2026, "
-            "14:00 GMT") in out
+            "14:00 GMT. /cohort next shows your role.") in out
     assert any(line.startswith("[dm:ben · Sun 6 Dec 14:00] Check-in time (Peer A)")
                for line in out)
     assert "[dm:ben · Sun 6 Dec 14:00] 1. Draft the intro <!channel>" in out
