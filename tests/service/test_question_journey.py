@@ -204,3 +204,15 @@ async def test_votes_show_on_the_post_every_ten_minutes_at_most_and_when_voting_
     assert not say_no.shown.actions and not retreat.shown.actions
     assert len(say_no.edits) == 2 and len(retreat.edits) == 4
     assert "closed" in await harness.say("eli", f"upvote {n_retreat}")
+
+
+async def test_a_scheduled_release_tells_each_author_it_is_posted(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("ana", "ask How do I say no to my PI?", channel=None)
+    await harness.say("ben", "ask Is it fine to skip the retreat?", channel=None)
+    assert harness.messenger.whispered == []
+    await harness.advance("1d4h")  # Tue 13:00: the batch goes out an hour before the session
+    assert len(_anonymous(harness.channel_posts())) == 2
+    told = sorted(harness.messenger.whispered)
+    assert [(who, place) for who, place, _ in told] == [("ana", "peer-a"), ("ben", "peer-a")]
+    assert all(re.search(r"is posted in the channel as #[12]\.$", text) for _, _, text in told)
