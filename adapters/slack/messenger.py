@@ -151,12 +151,11 @@ class SlackMessenger:
     # ------------------------------------------------------------------ outbox
 
     async def send(self, out: Outgoing) -> str:
-        place = "a direct message" if out.direct else f"channel {out.target}"
+        place = _place(out)
         client: AsyncWebClient | None = None
         try:
             client = await self.client_for(out.tenant)
-            channel = (await self.dm_channel(out.target, tenant=out.tenant, client=client)
-                       if out.direct else out.target)
+            channel = await self._channel(out, client)
         except DeliveryError as e:
             await self._failed(e, out, place, client)
             raise
@@ -214,12 +213,11 @@ class SlackMessenger:
                 raise _delivery_error(e) from None
 
     async def _change(self, out: Outgoing, method: str, **args: Any) -> None:
-        place = "a direct message" if out.direct else f"channel {out.target}"
+        place = _place(out)
         client: AsyncWebClient | None = None
         try:
             client = await self.client_for(out.tenant)
-            channel = (await self.dm_channel(out.target, tenant=out.tenant, client=client)
-                       if out.direct else out.target)
+            channel = await self._channel(out, client)
             async with self.pacer.slot(channel):
                 try:
                     await getattr(client, method)(channel=channel, **args)
@@ -233,6 +231,12 @@ class SlackMessenger:
             if e.reason != "message_not_found":
                 await self._failed(e, out, place, client)
             raise
+
+    async def _channel(self, out: Outgoing, client: AsyncWebClient) -> str:
+        """Where `out` goes: its channel, or the direct message opened with its person."""
+        if out.direct:
+            return await self.dm_channel(out.target, tenant=out.tenant, client=client)
+        return out.target
 
     async def _failed(self, e: DeliveryError, out: Outgoing, place: str,
                       client: AsyncWebClient | None) -> None:
@@ -352,3 +356,8 @@ class SlackMessenger:
                 await self.send_dm(admin, mrkdwn, tenant=tenant, client=client)
             except DeliveryError as e:
                 log.warning("slack: could not alert an admin: %s", e.reason)
+
+
+def _place(out: Outgoing) -> str:
+    """Where `out` goes, for a log line (no content)."""
+    return "a direct message" if out.direct else f"channel {out.target}"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tests.support.children import die_with_parent
 from tests.support.installs import clear, tail
 
 log = logging.getLogger(__name__)
@@ -371,19 +371,6 @@ class EventInfo:
 
 # --------------------------------------------------------------------------- process
 
-_prctl: Any
-try:  # Linux: let the kernel kill the driver if the process that started it dies.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 class JsClient:
@@ -422,7 +409,7 @@ class JsClient:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
                 cwd=install.directory, env=env, start_new_session=True,
                 # PDEATHSIG fires when the starting *thread* ends, so only from the main thread.
-                preexec_fn=(lambda: _die_with_parent(parent)) if main_thread else None,
+                preexec_fn=(lambda: die_with_parent(parent)) if main_thread else None,
                 limit=64 * 1024 * 1024,
             )
         client = cls(proc, stderr_path, request_timeout)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import hmac
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from tests.support.children import die_with_parent
 from tests.support.installs import clear, tail
 
 log = logging.getLogger(__name__)
@@ -235,19 +235,6 @@ def _stop_all_at_exit() -> None:
 
 atexit.register(_stop_all_at_exit)
 
-_prctl: Any
-try:  # Linux: let the kernel kill Synapse if the process that started it dies.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent is already gone
-        os._exit(1)
 
 
 # --------------------------------------------------------------------------- server
@@ -453,7 +440,7 @@ class SynapseServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() gets everything
             # PDEATHSIG fires when the starting *thread* ends, so only from the main thread.
-            preexec_fn=(lambda: _die_with_parent(parent)) if main_thread else None,
+            preexec_fn=(lambda: die_with_parent(parent)) if main_thread else None,
         )
         with _LIVE_LOCK:
             _LIVE.add(self)
