@@ -1,5 +1,5 @@
 """The `cohortbot` command line: run, shell, migrate, check-config, export-person,
-slack-manifest."""
+new-key, slack-manifest, db copy, matrix reset-cross-signing."""
 
 from __future__ import annotations
 
