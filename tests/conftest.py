@@ -112,6 +112,9 @@ class RecordingMessenger:
     deleted: list[Sent] = field(default_factory=list)
     #: What was told to someone privately, outside the outbox: (user id, place, text).
     whispered: list[tuple[str, str | None, str]] = field(default_factory=list)
+    #: Set when another process sent messages on the same database (a copy of it): edits and
+    #: removals of those are recorded here, as ("edit" | "delete", message id, target).
+    elsewhere: list[tuple[str, str, str]] | None = None
 
     async def send(self, out: Outgoing) -> str:
         self.calls += 1
@@ -121,8 +124,11 @@ class RecordingMessenger:
                               out.outbox_id))
         return f"m{out.outbox_id}"
 
-    def _find(self, out: Outgoing, message_id: str) -> Sent:
+    def _find(self, out: Outgoing, message_id: str, verb: str) -> Sent | None:
         found = [s for s in self.sent if f"m{s.outbox_id}" == message_id]
+        if not found and self.elsewhere is not None:
+            self.elsewhere.append((verb, message_id, out.target))
+            return None
         assert len(found) == 1 and found[0].target == out.target, (message_id, out)
         return found[0]
 
@@ -130,7 +136,8 @@ class RecordingMessenger:
         self.calls += 1
         if self.fail_next:
             raise self.fail_next.pop(0)
-        self._find(out, message_id).edits.append(out.message)
+        if (s := self._find(out, message_id, "edit")) is not None:
+            s.edits.append(out.message)
 
     async def whisper(self, user: UserRef, tenant: str | None, place: ChannelRef | None,
                       message: Message) -> None:
@@ -143,9 +150,9 @@ class RecordingMessenger:
         self.calls += 1
         if self.fail_next:
             raise self.fail_next.pop(0)
-        s = self._find(out, message_id)
-        self.sent.remove(s)
-        self.deleted.append(s)
+        if (s := self._find(out, message_id, "delete")) is not None:
+            self.sent.remove(s)
+            self.deleted.append(s)
 
 
 class Harness:

@@ -193,6 +193,7 @@ async def test_the_bot_runs_on_the_copy(filled: tuple[str, datetime]) -> None:
     with pg_schema() as pg:
         copy_database(source, pg)
         app, messenger, clock = _app(pg, start=end)
+        messenger.elsewhere = []  # the source's process posted the questions
         h = Harness(app, messenger, clock)
         try:
             assert "Added" in await h.say("root", "cohort members add @eve")
@@ -202,6 +203,9 @@ async def test_the_bot_runs_on_the_copy(filled: tuple[str, datetime]) -> None:
             assert h.channel_posts()
             # Sent messages are pruned after a day, but their ids never come back.
             assert min(s.outbox_id for s in messenger.sent) == outbox_next
+            # A question posted before the copy gets its vote count edited on the copy.
+            assert any(verb == "edit" and target == "peer-a"
+                       for verb, _, target in messenger.elsewhere), messenger.elsewhere
         finally:
             await app.close()
         after = _snapshot(pg)
