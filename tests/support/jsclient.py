@@ -420,10 +420,10 @@ class JsClient:
             raise
         if not hello.get("ready"):
             await client.kill()
-            raise JsClientError(f"unexpected greeting {hello}\n{client.stderrtail()}")
+            raise JsClientError(f"unexpected greeting {hello}\n{client.stderr_tail()}")
         return client
 
-    def stderrtail(self, lines: int = 40) -> str:
+    def stderr_tail(self, lines: int = 40) -> str:
         return f"--- js client stderr ({self.stderr_path}) ---\n{tail(self.stderr_path, lines)}"
 
     async def _read(self, timeout: float, what: str) -> dict[str, Any]:
@@ -432,17 +432,17 @@ class JsClient:
             line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
         except TimeoutError:
             raise JsClientError(
-                f"{self}: no answer to {what} within {timeout:.0f}s\n{self.stderrtail()}"
+                f"{self}: no answer to {what} within {timeout:.0f}s\n{self.stderr_tail()}"
             ) from None
         if not line:
             code = await self._proc.wait()
             raise JsClientError(f"{self}: the driver exited (code {code}) before answering "
-                                f"{what}\n{self.stderrtail()}")
+                                f"{what}\n{self.stderr_tail()}")
         try:
             message: dict[str, Any] = json.loads(line)
         except ValueError:
             raise JsClientError(f"{self}: not JSON from the driver: {line!r}\n"
-                                + self.stderrtail()) from None
+                                + self.stderr_tail()) from None
         return message
 
     async def request(self, op: str, timeout: float | None = None, **fields: Any
@@ -455,19 +455,19 @@ class JsClient:
             assert self._proc.stdin is not None
             if self._proc.returncode is not None:
                 raise JsClientError(f"{self}: the driver has exited "
-                                    f"(code {self._proc.returncode})\n{self.stderrtail()}")
+                                    f"(code {self._proc.returncode})\n{self.stderr_tail()}")
             self._proc.stdin.write((json.dumps({"id": rid, "op": op, **fields}) + "\n").encode())
             try:
                 await self._proc.stdin.drain()
             except (BrokenPipeError, ConnectionResetError):
                 code = await self._proc.wait()
                 raise JsClientError(f"{self}: the driver exited (code {code})\n"
-                                    + self.stderrtail()) from None
+                                    + self.stderr_tail()) from None
             answer = await self._read(timeout or self.request_timeout, f"{op!r}")
             if answer.get("id") != rid:
                 raise JsClientError(f"{self}: answer {answer} does not match request {rid}")
             if not answer.get("ok"):
-                raise JsClientError(f"{self}: {answer.get('error')}\n{self.stderrtail()}")
+                raise JsClientError(f"{self}: {answer.get('error')}\n{self.stderr_tail()}")
             return answer
 
     # -- operations
