@@ -172,9 +172,22 @@ function isolationMode(name) {
 }
 
 async function waitJoined(roomId, timeoutMs) {
-  await until(`our join of ${roomId} to arrive by sync`, () => {
+  // The sync can bring the invite again after the join was seen (a late batch), leaving the
+  // room shown as "invite" while the server has us joined; /joined_rooms then settles it.
+  let asked = Date.now();
+  await until(`our join of ${roomId} to arrive by sync`, async () => {
     const room = client.getRoom(roomId);
-    return room && room.getMyMembership() === "join";
+    if (room && room.getMyMembership() === "join") return true;
+    if (room && Date.now() - asked > 2000) {
+      asked = Date.now();
+      const { joined_rooms: joined } = await client.getJoinedRooms();
+      if (joined.includes(roomId)) {
+        log(`${roomId}: joined on the server though the sync shows "${room.getMyMembership()}"`);
+        room.updateMyMembership("join");
+        return true;
+      }
+    }
+    return false;
   }, timeoutMs);
 }
 
