@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.chat import commands as c
@@ -25,7 +25,7 @@ from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member
 from bot.domain.planning import DERIVED
 from bot.domain.refs import UserRef
-from bot.domain.schedule import Schedule, describe, parse_schedule_spec
+from bot.domain.schedule import Schedule, describe, occurrences, parse_schedule_spec
 from bot.domain.timeparse import exact_utc, format_duration, format_wall
 from bot.service.cohort_state import roster, upcoming
 from bot.service.context import (
@@ -215,8 +215,22 @@ async def set_schedule(ctx: Ctx, cmd: c.SetSchedule) -> Message:
     return lines([
         Message.of("Schedule for ", Strong(co.name), f": {describe(sched)}."),
         *skipped,
+        *_skipped_hours(sched, zone, ctx.now),
         await _next_sessions(ctx, co),
     ])
+
+
+def _skipped_hours(sched: Schedule, zone: ZoneInfo, now: datetime) -> list[str]:
+    """A line for each session of the coming year whose wall time does not exist (the hour
+    skipped when the clocks go forward): it starts later, and the admin is told when."""
+    if sched.rrule is None or sched.start_time is None:
+        return []
+    wanted = sched.start_time
+    moved = [i.astimezone(zone) for i in occurrences(sched, after=now,
+                                                     before=now + timedelta(days=366))]
+    return [f"Note: {d:%Y-%m-%d} {wanted:%H:%M} does not exist in {zone.key} (the clocks go "
+            f"forward that night): that session starts at {d:%H:%M}."
+            for d in moved if d.time().replace(tzinfo=None) != wanted]
 
 
 async def _add_people(ctx: Ctx, users: tuple[UserRef, ...], *, facilitator: bool,

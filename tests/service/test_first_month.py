@@ -189,6 +189,13 @@ async def test_a_time_skipped_on_a_dst_night_is_flagged(harness: Harness) -> Non
     assert "Tue 1 Dec 2026" in await harness.say("ana", "next")  # nothing moved
     assert "does not exist" in await harness.say(
         "root", "cohort schedule dates 2027-03-28 01:30 Europe/London")
+    # A repeating schedule is kept, and the one night its time is skipped is named.
+    weekly = await harness.say("root", "cohort schedule weekly sun 01:30 Europe/London")
+    assert ("Note: 2027-03-28 01:30 does not exist in Europe/London (the clocks go forward "
+            "that night): that session starts at 02:30.") in weekly
+    assert weekly.count("does not exist") == 1
+    assert "does not exist" not in await harness.say(
+        "root", "cohort schedule weekly sun 14:00 Europe/London")
 
 
 async def test_a_removal_tells_the_person_the_facilitators_and_whose_role_moved(
