@@ -218,15 +218,7 @@ class SlackMessenger:
         try:
             client = await self.client_for(out.tenant)
             channel = await self._channel(out, client)
-            async with self.pacer.slot(channel):
-                try:
-                    await getattr(client, method)(channel=channel, **args)
-                except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
-                    failure = _delivery_error(e)
-                    if failure.refused and failure.retry_after:
-                        self.pacer.hold(channel, failure.retry_after)
-                        metrics.rate_limited("slack", failure.retry_after)
-                    raise failure from None
+            await self._call(client, method, channel, **args)
         except DeliveryError as e:
             if e.reason != "message_not_found":
                 await self._failed(e, out, place, client)
@@ -275,16 +267,22 @@ class SlackMessenger:
         if outbox_id is not None:
             args["metadata"] = {"event_type": METADATA_TYPE,
                                 "event_payload": {"outbox_id": outbox_id}}
+        resp = await self._call(client, "chat_postMessage", channel, **args)
+        return str(resp.get("ts") or "")
+
+    async def _call(self, client: AsyncWebClient, method: str, channel: str,
+                    **args: Any) -> Any:
+        """One Web API call about `channel`, paced per channel; a 429 holds the channel for
+        as long as Slack asks. Failures come out as `DeliveryError`."""
         async with self.pacer.slot(channel):
             try:
-                resp = await client.chat_postMessage(channel=channel, **args)
+                return await getattr(client, method)(channel=channel, **args)
             except (SlackApiError, TimeoutError, aiohttp.ClientError) as e:
                 failure = _delivery_error(e)
                 if failure.refused and failure.retry_after:
                     self.pacer.hold(channel, failure.retry_after)
                     metrics.rate_limited("slack", failure.retry_after)
                 raise failure from None
-        return str(resp.get("ts") or "")
 
     async def dm_channel(self, user_id: str, *, tenant: str | None,
                          client: AsyncWebClient | None = None) -> str:
