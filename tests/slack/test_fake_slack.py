@@ -269,6 +269,161 @@ async def test_invalid_payloads_are_refused(fake_slack: FakeSlack, slack_ws: Wor
     assert fake_slack.messages(slack_ws.channel) == []
 
 
+def _header(text: Any) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text}}
+
+
+def _mrkdwn(text: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, **extra}
+
+
+@pytest.mark.parametrize(("blocks", "messages"), [
+    pytest.param([_header("")],
+                 ["must be more than 0 characters [json-pointer:/blocks/0/text/text]"],
+                 id="header-empty"),
+    pytest.param([_header("x" * 151)],
+                 ["must be less than 151 characters [json-pointer:/blocks/0/text/text]"],
+                 id="header-too-long"),
+    pytest.param([{"type": "header", "text": _mrkdwn("Week 1")}],
+                 ["header text must be plain_text [json-pointer:/blocks/0]"], id="header-mrkdwn"),
+    pytest.param([{"type": "section", "text": {"type": "markdown", "text": "*hi*"}}],
+                 ["failed to match all allowed schemas [json-pointer:/blocks/0/text]"],
+                 id="section-text-type"),
+    pytest.param([{"type": "section", "text": "*hi*"}],
+                 ["failed to match all allowed schemas [json-pointer:/blocks/0/text]"],
+                 id="section-text-not-an-object"),
+    pytest.param([{"type": "section", "text": _mrkdwn("x" * 3001)}],
+                 ["must be less than 3001 characters [json-pointer:/blocks/0/text/text]"],
+                 id="section-text-too-long"),
+    pytest.param([{"type": "section", "text": _mrkdwn("hi", emoji=True)}],
+                 ["failed to match all allowed schemas [json-pointer:/blocks/0/text]",
+                  "invalid additional property: emoji [json-pointer:/blocks/0/text]"],
+                 id="section-mrkdwn-emoji"),
+    pytest.param([{"type": "section", "text": {"type": "plain_text", "text": "hi",
+                                               "emoji": "true"}}],
+                 ["failed to match all allowed schemas [json-pointer:/blocks/0/text]",
+                  "must be a boolean [json-pointer:/blocks/0/text/emoji]"],
+                 id="section-emoji-not-boolean"),
+    pytest.param([{"type": "section", "fields": [_mrkdwn(f"f{n}") for n in range(11)]}],
+                 ["no more than 10 items allowed [json-pointer:/blocks/0/fields]"],
+                 id="section-eleven-fields"),
+    pytest.param([{"type": "section", "fields": [_mrkdwn("ok"), _mrkdwn(""),
+                                                 _mrkdwn("x" * 2001)]}],
+                 ["must be more than 0 characters [json-pointer:/blocks/0/fields/1/text]",
+                  "must be less than 2001 characters [json-pointer:/blocks/0/fields/2/text]"],
+                 id="section-field-lengths"),
+    pytest.param([{"type": "context"}],
+                 ["missing required field: elements [json-pointer:/blocks/0]"],
+                 id="context-no-elements"),
+    pytest.param([{"type": "context", "elements": []}],
+                 ["missing required field: elements [json-pointer:/blocks/0]"],
+                 id="context-empty-elements"),
+    pytest.param([{"type": "context", "elements": [_mrkdwn(f"e{n}") for n in range(11)]}],
+                 ["no more than 10 items allowed [json-pointer:/blocks/0/elements]"],
+                 id="context-eleven-elements"),
+    pytest.param([{"type": "context", "elements": [
+        {"type": "button", "text": {"type": "plain_text", "text": "Go"}, "action_id": "go"},
+        _mrkdwn(""),
+        {"type": "image", "alt_text": "logo"},
+        {"type": "image", "image_url": "https://example.invalid/a.png"},
+    ]}], ["failed to match all allowed schemas [json-pointer:/blocks/0/elements/0]",
+          "must be more than 0 characters [json-pointer:/blocks/0/elements/1/text]",
+          "must provide either `image_url` or `slack_file` [json-pointer:/blocks/0/elements/2]",
+          "missing required field: alt_text [json-pointer:/blocks/0/elements/3]"],
+        id="context-bad-elements"),
+    pytest.param([{"type": "divider", "block_id": "d" * 256}],
+                 ["must be less than 256 characters [json-pointer:/blocks/0/block_id]"],
+                 id="block-id-too-long"),
+])
+async def test_layout_blocks_are_validated_as_slack_does(
+        fake_slack: FakeSlack, slack_ws: Workspace, blocks: list[dict[str, Any]],
+        messages: list[str]) -> None:
+    client = client_for(fake_slack)
+
+    err = await slack_error(client.chat_postMessage(channel=slack_ws.channel, text="fallback",
+                                                    blocks=blocks))
+
+    assert err.response["error"] == "invalid_blocks"
+    assert err.response["errors"] == messages
+    assert err.response["response_metadata"]["messages"] == [f"[ERROR] {m}" for m in messages]
+    assert fake_slack.messages(slack_ws.channel) == []
+
+
+async def test_update_and_ephemeral_validate_layout_blocks(fake_slack: FakeSlack,
+                                                           slack_ws: Workspace) -> None:
+    client = client_for(fake_slack)
+    posted = await client.chat_postMessage(channel=slack_ws.channel, text="draft")
+    bad = [{"type": "context", "elements": [_mrkdwn("fine"), _mrkdwn("")]}]
+
+    update_err = await slack_error(client.chat_update(channel=slack_ws.channel, ts=posted["ts"],
+                                                      text="final", blocks=bad))
+    eph_err = await slack_error(client.chat_postEphemeral(
+        channel=slack_ws.channel, user=slack_ws.bob, text="only you", blocks=bad))
+
+    for err in (update_err, eph_err):
+        assert err.response["error"] == "invalid_blocks"
+        assert err.response["errors"] == [
+            "must be more than 0 characters [json-pointer:/blocks/0/elements/1/text]"]
+    assert [m["text"] for m in fake_slack.messages(slack_ws.channel)] == ["draft"]
+    assert fake_slack.ephemerals() == []
+
+
+async def test_a_header_section_context_and_actions_message_reads_back(
+        fake_slack: FakeSlack, slack_ws: Workspace) -> None:
+    client = client_for(fake_slack)
+    blocks = [
+        {"type": "header", "block_id": "title",
+         "text": {"type": "plain_text", "text": "x" * 150, "emoji": True}},
+        {"type": "section", "text": _mrkdwn("y" * 3000, verbatim=True),
+         "fields": [_mrkdwn("*When*"), {"type": "plain_text", "text": "z" * 2000}]
+         + [_mrkdwn(f"f{n}") for n in range(8)]},
+        {"type": "divider"},
+        {"type": "context", "elements": [
+            {"type": "image", "image_url": "https://example.invalid/a.png", "alt_text": "a"},
+            {"type": "image", "slack_file": {"id": "F0123456"}, "alt_text": "b"},
+        ] + [_mrkdwn(f"c{n}") for n in range(8)]},
+        {"type": "actions", "block_id": "b" * 255, "elements": [
+            {"type": "button", "action_id": "go",
+             "text": {"type": "plain_text", "text": "Go", "emoji": False}}]},
+    ]
+
+    posted = await client.chat_postMessage(channel=slack_ws.channel, text="Week 1 is on",
+                                           blocks=blocks)
+
+    assert posted["ok"] is True and "warning" not in posted.data
+    assert posted["message"]["blocks"] == blocks
+    [stored] = fake_slack.messages(slack_ws.channel)
+    assert stored["text"] == "Week 1 is on" and stored["blocks"] == blocks
+    assert stored["text_missing"] is False
+    history = await client.conversations_history(channel=slack_ws.channel)
+    assert history["messages"][0]["blocks"] == blocks
+    assert not any(k.startswith("_") for k in history["messages"][0])
+
+
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
+async def test_blocks_without_fallback_text_are_accepted_and_noted(
+        fake_slack: FakeSlack, slack_ws: Workspace) -> None:
+    client = client_for(fake_slack)
+    blocks = [{"type": "section", "text": _mrkdwn("*Week 1*")}]
+
+    posted = await client.chat_postMessage(channel=slack_ws.channel, blocks=blocks)
+    # Slack accepts it without a warning of its own; only the SDK warns.
+    assert posted["ok"] is True and "warning" not in posted.data
+    assert "_text_missing" not in posted["message"]
+    assert [m["text_missing"] for m in fake_slack.messages(slack_ws.channel)] == [True]
+
+    await client.chat_update(channel=slack_ws.channel, ts=posted["ts"], text="Week 1",
+                             blocks=blocks)
+    assert [m["text_missing"] for m in fake_slack.messages(slack_ws.channel)] == [False]
+    await client.chat_update(channel=slack_ws.channel, ts=posted["ts"], text=" ", blocks=blocks)
+    assert [m["text_missing"] for m in fake_slack.messages(slack_ws.channel)] == [True]
+
+    await client.chat_postEphemeral(channel=slack_ws.channel, user=slack_ws.bob, blocks=blocks)
+    await client.chat_postEphemeral(channel=slack_ws.channel, user=slack_ws.bob, text="hi",
+                                    blocks=blocks)
+    assert [e["text_missing"] for e in fake_slack.ephemerals(user=slack_ws.bob)] == [True, False]
+
+
 def test_sync_client_with_form_bodies_against_the_threaded_fake(
         fake_slack_thread: FakeSlack, slack_ws: Workspace) -> None:
     client = WebClient(token=slack_ws.bot_token, base_url=fake_slack_thread.api_url)

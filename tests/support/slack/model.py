@@ -248,6 +248,9 @@ def inspect_message(stored: JSON, channel: str) -> JSON:
     out["unfurl_links"] = stored.get("_unfurl_links")
     out["unfurl_media"] = stored.get("_unfurl_media")
     out["deleted"] = stored.get("_deleted", False)
+    # Blocks sent without a top-level ``text`` fallback: Slack accepts them (the SDK only
+    # logs a warning), but notifications and screen readers then have nothing to show.
+    out["text_missing"] = stored.get("_text_missing", False)
     return out
 
 
@@ -273,8 +276,113 @@ def truthy(value: Any) -> bool:
     return False
 
 
+MAX_BLOCK_ID = 255
+MAX_HEADER_TEXT = 150
+MAX_SECTION_TEXT = 3000
+MAX_SECTION_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_TEXT_OBJECT = 3000
+TEXT_TYPES = ("mrkdwn", "plain_text")
+
+
+def _ptr(path: str) -> str:
+    return f"[json-pointer:{path}]"
+
+
+def _check_length(value: Any, path: str, maximum: int, errors: list[str]) -> None:
+    """Slack's own wording: empty is "more than 0", too long is "less than max+1"."""
+    if not isinstance(value, str):
+        errors.append(f"missing required field: text {_ptr(path.rsplit('/', 1)[0])}")
+    elif not value:
+        errors.append(f"must be more than 0 characters {_ptr(path)}")
+    elif len(value) > maximum:
+        errors.append(f"must be less than {maximum + 1} characters {_ptr(path)}")
+
+
+def _check_text_object(obj: Any, path: str, errors: list[str], *, maximum: int,
+                       types: tuple[str, ...] = TEXT_TYPES) -> None:
+    """A composition text object: ``plain_text`` (may carry ``emoji``) or ``mrkdwn`` (may
+    carry ``verbatim``). Slack reports a mismatch as "failed to match all allowed schemas"
+    on the object, followed by what exactly was wrong."""
+    if not isinstance(obj, dict) or obj.get("type") not in types:
+        errors.append(f"failed to match all allowed schemas {_ptr(path)}")
+        return
+    detail: list[str] = []
+    if obj["type"] == "mrkdwn" and "emoji" in obj:
+        detail.append(f"invalid additional property: emoji {_ptr(path)}")
+    for flag in ("emoji", "verbatim"):
+        if flag in obj and not isinstance(obj[flag], bool):
+            detail.append(f"must be a boolean {_ptr(f'{path}/{flag}')}")
+    if detail:
+        errors.append(f"failed to match all allowed schemas {_ptr(path)}")
+        errors.extend(detail)
+    _check_length(obj.get("text"), f"{path}/text", maximum, errors)
+
+
+def _check_image_element(obj: JSON, path: str, errors: list[str]) -> None:
+    if not obj.get("image_url") and not isinstance(obj.get("slack_file"), dict):
+        errors.append(f"must provide either `image_url` or `slack_file` {_ptr(path)}")
+    if not isinstance(obj.get("alt_text"), str) or not obj["alt_text"]:
+        errors.append(f"missing required field: alt_text {_ptr(path)}")
+
+
+def _check_section(block: JSON, i: int, errors: list[str]) -> None:
+    where = f"/blocks/{i}"
+    if not (block.get("text") or block.get("fields")):
+        errors.append(f"must provide either `text` or `fields` {_ptr(where)}")
+    if "text" in block and block["text"] is not None:
+        _check_text_object(block["text"], f"{where}/text", errors, maximum=MAX_SECTION_TEXT)
+    fields = block.get("fields")
+    if fields is None:
+        return
+    if not isinstance(fields, list):
+        errors.append(f"must be an array {_ptr(f'{where}/fields')}")
+        return
+    if len(fields) > MAX_SECTION_FIELDS:
+        errors.append(f"no more than {MAX_SECTION_FIELDS} items allowed "
+                      f"{_ptr(f'{where}/fields')}")
+    for j, item in enumerate(fields):
+        _check_text_object(item, f"{where}/fields/{j}", errors, maximum=MAX_FIELD_TEXT)
+
+
+def _check_header(block: JSON, i: int, errors: list[str]) -> None:
+    text = block.get("text")
+    if not isinstance(text, dict) or text.get("type") != "plain_text":
+        errors.append(f"header text must be plain_text {_ptr(f'/blocks/{i}')}")
+        return
+    _check_text_object(text, f"/blocks/{i}/text", errors, maximum=MAX_HEADER_TEXT,
+                       types=("plain_text",))
+
+
+def _check_context(block: JSON, i: int, errors: list[str]) -> None:
+    where = f"/blocks/{i}"
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not elements:
+        errors.append(f"missing required field: elements {_ptr(where)}")
+        return
+    if len(elements) > MAX_CONTEXT_ELEMENTS:
+        errors.append(f"no more than {MAX_CONTEXT_ELEMENTS} items allowed "
+                      f"{_ptr(f'{where}/elements')}")
+    for j, element in enumerate(elements):
+        path = f"{where}/elements/{j}"
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind == "image":
+            _check_image_element(element, path, errors)
+        elif kind in TEXT_TYPES:
+            _check_text_object(element, path, errors, maximum=MAX_TEXT_OBJECT)
+        else:
+            errors.append(f"failed to match all allowed schemas {_ptr(path)}")
+
+
 def validate_blocks(blocks: Any, *, limit: int, surface: str) -> list[JSON]:
-    """Enough of Block Kit's schema to catch the mistakes code actually makes."""
+    """Enough of Block Kit's schema to catch the mistakes code actually makes.
+
+    Limits follow Slack's Block Kit reference (docs.slack.dev/reference/block-kit): header
+    text 1..150, section text 1..3000, at most 10 section fields of 1..2000, context
+    elements 1..10 (text objects or image elements), block_id at most 255. Messages use
+    the wording Slack's own ``invalid_blocks`` responses use.
+    """
     if not isinstance(blocks, list):
         raise SlackError("invalid_blocks_format")
     errors: list[str] = []
@@ -295,20 +403,15 @@ def validate_blocks(blocks: Any, *, limit: int, surface: str) -> list[JSON]:
             if block_id in seen_ids:
                 errors.append(f"duplicate block_id: {block_id} {where}")
             seen_ids.add(block_id)
-        if kind == "section" and not (block.get("text") or block.get("fields")):
-            errors.append(f"must provide either `text` or `fields` {where}")
-        if kind == "section" and isinstance(block.get("text"), dict):
-            text = block["text"].get("text", "")
-            if not isinstance(text, str) or not 1 <= len(text) <= 3000:
-                errors.append(f"must be between 1 and 3000 characters [json-pointer:/blocks/{i}"
-                              "/text/text]")
+            if isinstance(block_id, str) and len(block_id) > MAX_BLOCK_ID:
+                errors.append(f"must be less than {MAX_BLOCK_ID + 1} characters "
+                              f"[json-pointer:/blocks/{i}/block_id]")
+        if kind == "section":
+            _check_section(block, i, errors)
         if kind == "header":
-            text = block.get("text")
-            if not isinstance(text, dict) or text.get("type") != "plain_text":
-                errors.append(f"header text must be plain_text {where}")
-            elif len(text.get("text", "")) > 150:
-                errors.append(f"must be less than 151 characters [json-pointer:/blocks/{i}"
-                              "/text/text]")
+            _check_header(block, i, errors)
+        if kind == "context":
+            _check_context(block, i, errors)
         if kind == "actions":
             elements = block.get("elements")
             if not isinstance(elements, list) or not elements:
@@ -320,7 +423,10 @@ def validate_blocks(blocks: Any, *, limit: int, surface: str) -> list[JSON]:
         if kind == "input" and not isinstance(block.get("element"), dict):
             errors.append(f"missing required field: element {where}")
     if errors:
-        raise SlackError("invalid_blocks", messages=[f"[ERROR] {e}" for e in errors])
+        # Slack lists the same messages twice: bare under ``errors``, prefixed under
+        # ``response_metadata.messages``.
+        raise SlackError("invalid_blocks", extra={"errors": list(errors)},
+                         messages=[f"[ERROR] {e}" for e in errors])
     return blocks
 
 

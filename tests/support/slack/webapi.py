@@ -1228,6 +1228,7 @@ class FakeSlack:
             msg["blocks"] = blocks
         elif text and not attachments:
             msg["blocks"] = rich_text_blocks(text)
+        msg["_text_missing"] = bool(blocks) and not text.strip()
         if attachments:
             msg["attachments"] = attachments
         if metadata is not None:
@@ -1514,6 +1515,7 @@ class FakeSlack:
             "channel": ch.id, "user": user.id, "text": text, "blocks": blocks,
             "attachments": attachments, "thread_ts": ctx.str_param("thread_ts"),
             "message_ts": ts, "via": "chat.postEphemeral",
+            "text_missing": bool(blocks) and not text.strip(),
         })
         return {"message_ts": ts}
 
@@ -1541,6 +1543,9 @@ class FakeSlack:
                 msg["edited"] = {"user": ctx.actor, "ts": self._new_ts()}
         if blocks is not None:
             msg["blocks"] = blocks
+            msg["_text_missing"] = not text.strip()
+        elif "text" in ctx.params:
+            msg["_text_missing"] = False
         if attachments is not None:
             msg["attachments"] = attachments
         if metadata is not None:
@@ -1731,6 +1736,7 @@ class FakeSlack:
             text = str(body.get("text") or "")
             original["text"] = text
             original["blocks"] = body.get("blocks") or rich_text_blocks(text)
+            original["_text_missing"] = bool(body.get("blocks")) and not text.strip()
             return 200, None
         self._deliver_reply(handle.channel_id, handle.user_id, body, via="response_url")
         return 200, None
@@ -1761,6 +1767,7 @@ class FakeSlack:
             "channel": channel_id, "user": user_id, "text": text, "blocks": blocks,
             "attachments": body.get("attachments"), "thread_ts": body.get("thread_ts"),
             "message_ts": self._new_ts(), "via": via,
+            "text_missing": bool(blocks) and not text.strip(),
         })
 
     def _bot_token(self, team: str) -> Token | None:
