@@ -46,7 +46,6 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,7 +84,7 @@ from adapters.matrix.inbound import command_text
 from adapters.matrix.render import render
 from adapters.matrix.store import KEY_VARIABLE, restrict, seal, store_keys
 from bot import metrics
-from bot.chat.message import Message, Text
+from bot.chat.message import Message
 from bot.config import ConfigError, MatrixSettings
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.api import FLEETING, Core, Invocation, Reply
@@ -539,9 +538,9 @@ class MatrixPlatform:
         message = reply.message
         if reply.fleeting:
             minutes = int(FLEETING.total_seconds() // 60)
-            message = replace(message, parts=(*message.parts, Text(
+            message = message + Message.of(
                 f"\nThis message will be removed in {minutes} minutes, so that it does not "
-                "stay beside your name.")))
+                "stay beside your name.")
         sent = await self.send_content(target, render(message, notice=True, reply_to=reply_to))
         if reply.fleeting:
             # Sent: from here on it stays beside the reader's name until it is redacted.

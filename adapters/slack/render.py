@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.chat.message import Action, Mention, Message, Strong, Text, When
+from bot.chat.message import ITEM, NOTE, TITLE, Action, Mention, Message, Strong, Text, When
 
 JSON = dict[str, Any]
 
 WORD_JOINER = "\u2060"
-SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
+SECTION_LIMIT = 3000  # characters of mrkdwn in one section block (and one context element)
+HEADER_LIMIT = 150  # characters of plain text in a header block
+CONTEXT_ELEMENTS = 10
 MAX_BLOCKS = 50  # per message
 BUTTONS_PER_ROW = 5
 BUTTON_LABEL_LIMIT = 75
@@ -126,19 +128,51 @@ def action_rows(actions: tuple[Action, ...], *, prefix: str = "") -> list[JSON]:
     return rows
 
 
+def sections(mrkdwn: str) -> list[JSON]:
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
+            for chunk in _chunks(mrkdwn)]
+
+
+def layout(message: Message) -> list[JSON]:
+    """A laid-out message (`card`) as Block Kit: the title a header, each paragraph and each
+    run of items sections, the note a context block."""
+    out: list[JSON] = []
+    for kind, contents in message.blocks():
+        if kind == TITLE:
+            out.append(header(plain(contents[0])))
+        elif kind == ITEM:
+            out += sections("\n".join("• " + text(item) for item in contents))
+        elif kind == NOTE:
+            out.append({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": chunk}
+                for chunk in _chunks(text(contents[0]))[:CONTEXT_ELEMENTS]]})
+        else:
+            out += sections(text(contents[0]))
+    return out
+
+
+def header(title: str) -> JSON:
+    title = title.strip() or "\u200b"
+    if len(title) > HEADER_LIMIT:
+        title = title[: HEADER_LIMIT - 1] + "…"
+    return {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": False}}
+
+
 def blocks(message: Message, *, prefix: str = "") -> list[JSON] | None:
-    """Block Kit for a message with buttons; None when plain text says it all."""
-    if not message.actions:
+    """Block Kit for a message with layout or buttons; None when plain text says it all."""
+    if not message.actions and not message.layout:
         return None
-    sections = [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
-                for chunk in _chunks(text(message))]
     rows = action_rows(message.actions, prefix=prefix)
-    return (sections[: MAX_BLOCKS - len(rows)] + rows)[:MAX_BLOCKS]
+    shaped = layout(message) if message.layout else []
+    if not shaped or len(shaped) > MAX_BLOCKS - len(rows):
+        shaped = sections(text(message))  # too long to lay out: the plain text in sections
+    return (shaped[: MAX_BLOCKS - len(rows)] + rows)[:MAX_BLOCKS]
 
 
 def payload(message: Message, *, prefix: str = "") -> JSON:
-    """Arguments for chat.postMessage / chat.postEphemeral / response_url: text, blocks,
-    and no unfurling (a link in an anonymous question must not fetch anything)."""
+    """Arguments for chat.postMessage / chat.postEphemeral / response_url: text (also the
+    notification of a message with blocks), blocks, and no unfurling (a link in an anonymous
+    question must not fetch anything)."""
     out: JSON = {"text": text(message), "unfurl_links": False, "unfurl_media": False}
     rendered = blocks(message, prefix=prefix)
     if rendered is not None:

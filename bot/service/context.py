@@ -10,12 +10,12 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.chat.grammar import Role
-from bot.chat.message import Action, Message, Text
+from bot.chat.message import Action, Message, aside
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.model import DELETE, EDIT, Cohort, Member, OutboxMessage, Person
 from bot.domain.refs import ChannelRef, UserRef
@@ -26,6 +26,9 @@ from bot.service.limits import Limits
 from bot.service.ports import Directory, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+
+#: Put before a notification that went out late (the bot was down when it was due).
+LATE = "(Sent late: the bot was offline when this was due.)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ async def queue_message(
         if cohort is not None:
             # A direct message has no cohort of its own: its buttons name it, for members
             # of several cohorts.
-            message = Message(message.parts, tuple(
+            message = replace(message, actions=tuple(
                 a if a.command.startswith("--cohort ") else
                 Action(a.label, f"--cohort {cohort.slug} {a.command}")
                 for a in message.actions))
@@ -179,8 +182,8 @@ async def queue_message(
         platform, target, direct = place.platform, place.id, False
         dest = f"ch:{place}"
     if late:
-        late_note = Text("(Sent late: the bot was offline when this was due.)\n")
-        message = Message.of(late_note) + message
+        head = aside(LATE) if message.layout else Message.of(LATE)
+        message = head + Message.of("\n") + message
     row = OutboxMessage(
         key=f"{key}/{dest}", platform=platform, target=target, direct=direct,
         body=message.to_json(), created_at=now, due_at=now,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.chat.message import Action as Button
-from bot.chat.message import Mention, Message, Strong, Text, When, lines
+from bot.chat.message import Mention, Message, Strong, Text, When, card, lines, plural
 from bot.chat.phases import phase_message
 from bot.domain import planning as p
 from bot.domain.cohort_settings import CohortSettings
@@ -76,7 +76,7 @@ def _cast_lines(roles: dict[str, int], by_id: dict[int, Member]) -> list[Message
     for role, member_id in roles.items():
         member = by_id.get(member_id)
         if member is not None:
-            out.append(Message.of(f"• {role}: ", Mention(member.user)))
+            out.append(Message.of(f"{role}: ", Mention(member.user)))
     return out
 
 
@@ -86,12 +86,13 @@ async def announce(f: Firing) -> None:
     cast = await fix_cast(f.uow, f.cohort, f.session, team)
     by_id = {m.id: m for m in team.members}
     away = len(team.members) - len(cast.present)
-    body = [Message.of(Strong(f"Roles for {f.cohort.name}"), " on ",
-                       When(f.session.starts_at, f.cohort.zone), ":")]
-    body += _cast_lines(cast.roles, by_id)
-    body.append(Message.of("Everyone else consults." + (f" Away: {away}." if away else "")))
-    body.append(Message.of(f"Need to swap? {f.cmd('swap <role> @member')}"))
-    await f.to_channel(lines(body))
+    await f.to_channel(card(
+        f"Roles for {f.cohort.name}",
+        Message.of("For the session on ", When(f.session.starts_at, f.cohort.zone), ":"),
+        _cast_lines(cast.roles, by_id),
+        "Everyone else consults." + (f" Away: {away}." if away else ""),
+        note=f"Need to swap? {f.cmd('swap <role> @member')}",
+    ))
 
 
 async def reminder(f: Firing) -> None:
@@ -103,38 +104,33 @@ async def reminder(f: Firing) -> None:
     cast = dict((await fix_cast(f.uow, f.cohort, f.session, team)).roles)
     by_id = {m.id: m for m in team.members}
     offset = int(f.notice.payload.get("offset_min", 0))
-    lead = format_duration(timedelta(minutes=offset))
+    title = f"Reminder: {f.cohort.name} meets in {format_duration(timedelta(minutes=offset))}"
+    when = Message.of(When(f.session.starts_at, f.cohort.zone), ".")
     # Pings per member and session cycle: the announcement (role holders), then only the
     # last reminder — in the channel, or by DM with `reminders-to dm|both`. Earlier reminders
-    # are one line that mentions nobody.
+    # are short and mention nobody.
     last = offset <= min(f.cohort.reminder_offsets or [offset])
     ping_channel = last and settings.reminders_to == "channel"
     if settings.reminders_to in ("channel", "both") and not ping_channel:
-        await f.to_channel(Message.of(
-            Strong(f"Reminder: {f.cohort.name} meets in {lead}"), " — ",
-            When(f.session.starts_at, f.cohort.zone),
-            f". {f.cmd('next')} shows your role."))
+        await f.to_channel(card(title, when, note=f"{f.cmd('next')} shows your role.",
+                                one_line=True))
     if ping_channel:
-        body = [Message.of(Strong(f"Reminder: {f.cohort.name} meets in {lead}"), " — ",
-                           When(f.session.starts_at, f.cohort.zone))]
-        body += _cast_lines(cast, by_id)
+        roles = _cast_lines(cast, by_id)
         consulting = [m for m in present if m.id not in cast.values()]
         if consulting:
-            parts: list[Text | Mention] = [Text("• consulting: ")]
+            parts: list[Text | Mention] = [Text("consulting: ")]
             for i, m in enumerate(consulting):
                 parts += [Text(", ")] if i else []
                 parts.append(Mention(m.user))
-            body.append(Message(tuple(parts)))
-        await f.to_channel(lines(body))
+            roles.append(Message(tuple(parts)))
+        await f.to_channel(card(title, when, roles, one_line=True))
     if settings.reminders_to in ("dm", "both") and last:
         for m in present:
-            roles = [r for r, mid in cast.items() if mid == m.id]
+            held = [r for r, mid in cast.items() if mid == m.id]
             zone = await f.zone(m.user)
-            await f.to_user(m.user, Message.of(
-                f"Reminder: {f.cohort.name} meets in {lead} — ",
-                When(f.session.starts_at, zone),
-                f". Your role: {', '.join(roles) if roles else 'consultant'}.",
-            ))
+            await f.to_user(m.user, card(
+                title, Message.of(When(f.session.starts_at, zone), "."),
+                f"Your role: {', '.join(held) if held else 'consultant'}.", one_line=True))
 
 
 async def checkin(f: Firing, *, nudge: bool = False) -> None:
@@ -151,17 +147,15 @@ async def checkin(f: Firing, *, nudge: bool = False) -> None:
                 f"{f.cmd('checkin')}.") + form)
             continue
         zone = await f.zone(m.user)
-        head = "Check-in time"
-        body = [Message.of(Strong(f"{head} ({f.cohort.name})"), " — before the session on ",
-                           When(f.session.starts_at, zone), ". How did your actions go?")]
-        for a in actions:
-            answered = f" [{ANSWER_WORDS[a.answer]}]" if a.answer else ""
-            body.append(Message.of(f"{a.number}. {a.text}{answered}"))
-        body.append(Message.of(
-            f"Answer with {f.cmd('action done|partly|notyet|drop <n> [note]')}; you can change "
-            "an answer until the session starts."
-        ))
-        await f.to_user(m.user, lines(body) + form)
+        await f.to_user(m.user, card(
+            f"Check-in time ({f.cohort.name})",
+            Message.of("Before the session on ", When(f.session.starts_at, zone),
+                       ". How did your actions go?"),
+            lines(f"{a.number}. {a.text}" + (f" [{ANSWER_WORDS[a.answer]}]" if a.answer else "")
+                  for a in actions),
+            note=f"Answer with {f.cmd('action done|partly|notyet|drop <n> [note]')}; you can "
+                 "change an answer until the session starts.",
+        ) + form)
 
 
 async def nudge(f: Firing) -> None:
@@ -193,12 +187,11 @@ async def summary(f: Firing) -> None:
     session.summarised = True
     if not result.total:
         return
-    plural = "s" if result.total != 1 else ""
-    body = [Message.of(Strong(f"Check-in summary for {f.cohort.name}"),
-                       f": {result.total} action{plural} — {result.breakdown()}.")]
-    body += result.shared
-    body.append(Message.of("Open actions carry over to the next session."))
-    await f.to_channel(lines(body))
+    await f.to_channel(card(
+        f"Check-in summary for {f.cohort.name}",
+        f"{plural(result.total, 'action')} — {result.breakdown()}.",
+        *result.shared,
+        note="Open actions carry over to the next session."))
 
 
 async def release(f: Firing) -> None:

@@ -69,10 +69,10 @@ def test_a_cohort_from_creation_to_its_second_session(db: Path) -> None:
     assert any(line.startswith("[dm:ben · Sun 6 Dec 14:00] Check-in time (Peer A)")
                for line in out)
     assert "[dm:ben · Sun 6 Dec 14:00] 1. Draft the intro <!channel>" in out
-    assert any(line.startswith("[#peer-a · Tue 8 Dec 14:00] Check-in summary for Peer A: "
-                               "1 action") for line in out)
-    assert any(line.startswith("[#peer-a · Sat 5 Dec 14:00] Roles for Peer A on Tue 8 Dec 2026")
-               for line in out)
+    i = out.index("[#peer-a · Tue 8 Dec 14:00] Check-in summary for Peer A")
+    assert out[i + 1].startswith("[#peer-a · Tue 8 Dec 14:00] 1 action — ")
+    i = out.index("[#peer-a · Sat 5 Dec 14:00] Roles for Peer A")
+    assert out[i + 1] == "[#peer-a · Sat 5 Dec 14:00] For the session on Tue 8 Dec 2026, 14:00 GMT:"
     assert out[-1] == "[clock] Tue 8 Dec 2026, 15:00 UTC"
     # Every bot line says where it went; what :advance delivers says when, too.
     for line in out:

@@ -109,9 +109,15 @@ async def test_a_cohort_from_setup_to_summary_in_a_room(
         assert set(announce.content["m.mentions"]["user_ids"]) <= {ana.user_id, ben.user_id}
         assert announce.content["m.mentions"]["user_ids"]
         assert "matrix.to/#/@" in announce.content["formatted_body"]
+        # Laid out as on Slack: a heading, the roles as a list, the hint in small print.
+        assert announce.content["formatted_body"].startswith("<h4>Roles for Peer A</h4><p>")
+        assert "</p><ul><li>" in announce.content["formatted_body"]
+        assert "<p><em>Need to swap? !cohort swap &lt;role&gt; @member</em></p>" in \
+            announce.content["formatted_body"]
         checkin = await ana.wait_for(from_bot(bot, dm, contains="Read chapter 3", notice=False),
                                      timeout=60, what="the check-in DM")
         assert checkin.content["msgtype"] == "m.text"
+        assert checkin.content["formatted_body"].startswith("<h4>Check-in time (")
         await ana.say(dm, "!cohort action done 1 finished it")
         await ana.wait_for(from_bot(bot, dm, contains="done", notice=True))
         reminder = await ben.wait_for(from_bot(bot, room, contains="meets in 1 min"),
@@ -122,6 +128,7 @@ async def test_a_cohort_from_setup_to_summary_in_a_room(
         summary = await ben.wait_for(from_bot(bot, room, contains="Check-in summary"),
                                      timeout=120, what="the summary")
         assert "1 done" in summary.body
+        assert summary.content["formatted_body"].startswith("<h4>Check-in summary for ")
     finally:
         bot.stop()
 

@@ -206,8 +206,9 @@ async def test_scheduled_announcement_checkin_modal_reminder_and_summary(bot: Sl
     # share her check-ins).
     summary = await bot.post("*Check-in summary for Peer A*", timeout=120)
     assert summary["text"] == (
-        "*Check-in summary for Peer A*: 1 action — 1 done, 0 partly, 0 not yet, 0 dropped, "
+        "*Check-in summary for Peer A*\n1 action — 1 done, 0 partly, 0 not yet, 0 dropped, "
         "0 without an answer.\nOpen actions carry over to the next session.")
+    assert [b["type"] for b in summary["blocks"]] == ["header", "section", "context"]
     log = bot.stop()
     assert "Traceback" not in log
     texts = [p["text"] for p in fake.posts(W.channel)]

@@ -210,6 +210,67 @@ async def test_upvote_button_and_moderation_buttons(slack_bot: SlackBot) -> None
 # ---------------------------------------------------------------------------- time-driven flows
 
 
+def shape(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """A message's blocks as (type, text): the header's plain text, a section's mrkdwn, a
+    context's elements joined; buttons as their labels."""
+    out = []
+    for b in message.get("blocks") or []:
+        if b["type"] in ("header", "section"):
+            out.append((b["type"], b["text"]["text"]))
+        elif b["type"] == "context":
+            out.append(("context", " ".join(e["text"] for e in b["elements"])))
+        elif b["type"] == "actions":
+            out.append(("actions", ", ".join(e["text"]["text"] for e in b["elements"])))
+    return out
+
+
+async def test_notifications_are_laid_out_as_header_sections_and_context(
+        slack_bot: SlackBot) -> None:
+    await setup_cohort(slack_bot)
+    await slack_bot.command(W.alice, "action add Ask <!channel> about *dates*")
+    await slack_bot.advance_to(START + timedelta(days=8, hours=5))  # the second session starts
+    fake = slack_bot.fake
+
+    posts = {p["text"].split("\n")[0]: p for p in fake.posts(W.channel)}
+    date = "<!date^1796738400^{date_short_pretty} at {time}|Tue 8 Dec 2026, 14:00 GMT>"
+    early = posts[f"*Reminder: Peer A meets in 1 day* — {date}. /cohort next shows your role."]
+    assert shape(early) == [("header", "Reminder: Peer A meets in 1 day"),
+                            ("section", f"{date}."),
+                            ("context", "/cohort next shows your role.")]
+    [roles] = [p for title, p in posts.items() if title == "*Roles for Peer A*"]
+    head, when, (cast, cast_text), everyone, swap = shape(roles)
+    assert head == ("header", "Roles for Peer A")
+    assert when == ("section", f"For the session on {date}:")
+    assert cast == "section" and cast_text.startswith("• case-giver: <@U")
+    assert cast_text.count("\n• ") == 3 and len(MENTION.findall(cast_text)) == 4
+    assert everyone == ("section", "Everyone else consults.")
+    assert swap == ("context", "Need to swap? /cohort swap &lt;role&gt; @member")
+    last = next(p for title, p in posts.items()
+                if title.startswith("*Reminder: Peer A meets in 1 h"))
+    assert [t for t, _ in shape(last)] == ["header", "section", "section"]
+    cast_text = shape(last)[2][1]
+    assert cast_text.startswith("• case-giver: <@U") and "\n• timekeeper: " in cast_text
+    summary = next(p for title, p in posts.items() if title == "*Check-in summary for Peer A*")
+    assert shape(summary) == [
+        ("header", "Check-in summary for Peer A"),
+        ("section", "1 action — 0 done, 0 partly, 0 not yet, 0 dropped, 1 without an answer."),
+        ("context", "Open actions carry over to the next session.")]
+
+    dm = fake.dm_channel(W.alice)
+    assert dm is not None
+    checkin = [m for m in fake.messages(dm) if m["text"].startswith("*Check-in time")][-1]
+    assert [t for t, _ in shape(checkin)] == ["header", "section", "section", "context",
+                                              "actions"]
+    # The member's own words are shown, and can ping no one.
+    assert shape(checkin)[2] == ("section", "1. Ask @\u2060channel about *dates*")
+    # Every laid-out message still carries its whole text, for notifications and old clients.
+    laid_out = [m for m in [*posts.values(), checkin] if shape(m) and shape(m)[0][0] == "header"]
+    assert len(laid_out) >= 6
+    for message in laid_out:
+        assert not message["text_missing"]
+        assert message["text"].startswith(f"*{shape(message)[0][1]}*")
+
+
 async def test_rotation_reminders_checkin_modal_and_summary(slack_bot: SlackBot) -> None:
     await setup_cohort(slack_bot)
     await slack_bot.command(W.alice, "action add Draft the email")
