@@ -164,7 +164,7 @@ class Question:
     code_hash: str
     review_id: str  # random label for moderation; never derived from the author
     day: str  # ISO date of submission (coarse on purpose: no instant to correlate)
-    status: str = "pending"  # pending | approved | returned | released | retracted
+    status: str = "pending"  # pending | approved | returned | released | merged | retracted
     number: int | None = None  # "#N", given at release
     return_note: str | None = None
     upvotes: int = 0

@@ -47,6 +47,8 @@ VOTE_FALLBACK = timedelta(days=7)
 #: more when voting closes (the change keyed with `CLOSING`).
 VOTE_SHOW_EVERY = timedelta(minutes=10)
 CLOSING = ":closed"
+#: A question that asks the same as one posted before it was released: not posted again.
+MERGED = "merged"
 #: A question shorter than this (characters, words) is refused: it cannot be answered.
 MIN_CHARS, MIN_WORDS = 10, 3
 
@@ -173,7 +175,18 @@ async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], n
     # in which sequence, the questions were asked.
     random.SystemRandom().shuffle(questions)
     until = await _votes_until(uow, cohort, now) if questions else now
+    posted = {same_question(q.text): q
+              for q in await uow.find(Question, cohort_id=cohort.id, status="released")}
     for q in questions:
+        twin = posted.get(same_question(q.text))
+        if twin is not None:
+            # Asked twice before either was posted (a new question is compared only with
+            # posted ones): the group sees it once, and this author is pointed at it.
+            q.status, q.number = MERGED, twin.number
+            _tell(tidings, q, cohort, now, f"asks the same as #{twin.number}, which is posted, "
+                  "so it is not posted again: upvote that one to support it.", final=True)
+            continue
+        posted[same_question(q.text)] = q
         cohort.question_seq += 1
         q.number = cohort.question_seq
         q.status = "released"
@@ -187,7 +200,7 @@ async def _release(uow: UnitOfWork, cohort: Cohort, questions: list[Question], n
         _tell(tidings, q, cohort, now, f"is posted in the channel as #{q.number}.",
               final=True)
     cohort.held_releases = 0
-    return len(questions)
+    return sum(q.status != MERGED for q in questions)
 
 
 async def scheduled_release(uow: UnitOfWork, cohort: Cohort, now: datetime, *, key: str,
@@ -266,6 +279,8 @@ async def question_status(ctx: Ctx, cmd: c.QuestionStatus) -> Message:
         "returned": "returned by a facilitator and will not be posted; you can ask again, "
                     f"changed: {ctx.cmd('ask <question>')}",
         "released": f"posted as anonymous question #{q.number} ({q.upvotes} upvotes)",
+        MERGED: f"the same as anonymous question #{q.number}, which was posted, so it was "
+                f"not posted again: {ctx.cmd(f'upvote {q.number}')} supports it",
         "retracted": "withdrawn by you",
     }[q.status]
     note = f"\nNote from the facilitator: {q.return_note}" if q.return_note else ""
@@ -368,8 +383,10 @@ async def approve_question(ctx: Ctx, cmd: c.ApproveQuestion) -> Message:
     if CohortSettings.from_json(ctx.cohort.settings).question_release == "immediate":
         _tell(ctx.tidings, q, ctx.cohort, ctx.now, "is approved by a facilitator.",
               final=False)
-        await _release(ctx.uow, ctx.cohort, [q], ctx.now, key=f"approve:{q.review_id}",
-                       tidings=ctx.tidings)
+        if not await _release(ctx.uow, ctx.cohort, [q], ctx.now, key=f"approve:{q.review_id}",
+                              tidings=ctx.tidings):
+            return Message.of(f"Approved {q.review_id}; it asks the same as #{q.number}, which "
+                              "is posted, so it is not posted again.")
         return Message.of(f"Approved {q.review_id}; it is being posted now.")
     _tell(ctx.tidings, q, ctx.cohort, ctx.now, "is approved by a facilitator. It will be "
           "posted with the next batch.", final=False)
@@ -403,7 +420,10 @@ async def release_now(ctx: Ctx, cmd: c.ReleaseQuestions) -> Message:
             f"{ctx.cmd('release confirm')}, or wait for more.")
     n = await _release(ctx.uow, ctx.cohort, ready, ctx.now,
                        key=f"release:manual:{ctx.now.isoformat()}", tidings=ctx.tidings)
-    return Message.of(f"Released {plural(n, 'question')} in random order.")
+    same = len(ready) - n
+    return Message.of(f"Released {plural(n, 'question')} in random order." + (
+        f" {plural(same, 'other')} asked the same as a posted question and "
+        f"{'was' if same == 1 else 'were'} not posted again." if same else ""))
 
 
 HANDLERS: dict[type[c.Command], Handler] = {

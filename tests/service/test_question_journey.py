@@ -41,19 +41,45 @@ async def test_junk_is_refused_with_the_reason_and_changes_nothing(harness: Harn
 async def test_a_question_already_posted_is_refused_but_a_pending_twin_is_not(
         harness: Harness) -> None:
     await harness.setup_cohort()
-    await harness.say("ana", "ask How do I say no to my PI?", channel=None)
+    codes = {"ana": _code(await harness.say("ana", "ask How do I say no to my PI?", None))}
     # Only released questions count: a pending twin is accepted, so that a refusal tells
-    # nobody what waits.
-    assert "Your code" in await harness.say("ben", "ask how do I say NO to my PI", None)
+    # nobody what waits ...
+    codes["ben"] = _code(await harness.say("ben", "ask how do I say NO to my PI", None))
     await harness.say("cleo", "ask Is it fine to skip the retreat?", channel=None)
-    await harness.say("fay", "release")
-    assert len(_anonymous(harness.channel_posts())) == 3
+    assert "Released 2 questions in random order. 1 other asked the same as a posted " \
+        "question and was not posted again." in await harness.say("fay", "release")
+    # ... and the group sees it once: its second author is pointed at the post.
+    posts = _anonymous(harness.channel_posts())
+    assert len(posts) == 2 and sum("say no to my pi" in p.casefold() for p in posts) == 1
+    [(twin, _, told)] = [w for w in harness.messenger.whispered if "asks the same" in w[2]]
+    assert twin in codes
+    number = re.search(r"asks the same as #(\d), which is posted", told)
+    assert number is not None and "upvote that one" in told, told
+    assert "say no to my pi" in posts[int(number[1]) - 1].casefold()
+    status = await harness.say(twin, f"question {codes[twin]}", None)
+    assert f"the same as anonymous question #{number[1]}" in status
+    assert f"/cohort upvote {number[1]}" in status
     for twin in ("How do I say no to my PI?", "  how do  i say no to my pi!! ",
                  "HOW DO I SAY NO TO MY PI"):
         reply = await harness.say("dev", f"ask {twin}", channel=None)
         assert "already posted, as #" in reply and "upvote" in reply, reply
         assert "Your code" not in reply
     assert "Your code" in await harness.say("dev", "ask How do I say no to my boss?", None)
+
+
+async def test_approving_a_twin_of_a_posted_question_does_not_post_it_again(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("root", "cohort set moderation on")
+    await harness.say("root", "cohort set question-release immediate")
+    await harness.say("ana", "ask Why is the quiet one always me?", channel=None)
+    await harness.say("ben", "ask why is the quiet one ALWAYS me", channel=None)
+    ids = await _review_ids(harness)
+    assert "being posted now" in await harness.say("fay", f"approve {ids['Why']}")
+    reply = await harness.say("fay", f"approve {ids['why']}")
+    assert reply == f"Approved {ids['why']}; it asks the same as #1, which is posted, so " \
+        "it is not posted again."
+    assert len(_anonymous(harness.channel_posts())) == 1
 
 
 async def test_the_author_alone_withdraws_a_posted_question_and_its_post_goes(
