@@ -7,6 +7,7 @@ are computed with the rotation rules, never stored.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,7 +15,17 @@ from zoneinfo import ZoneInfo
 from bot.chat.commands import DayRef
 from bot.domain import rotation
 from bot.domain.errors import UserError
-from bot.domain.model import CANCELLED, SCHEDULED, Absence, Assignment, Cohort, Member, Session
+from bot.domain.model import (
+    CANCELLED,
+    SCHEDULED,
+    Absence,
+    Assignment,
+    Cohort,
+    Member,
+    Notification,
+    Session,
+)
+from bot.domain.planning import PROMPT
 from bot.domain.schedule import Schedule, occurrences
 from bot.service.ports import UnitOfWork
 
@@ -71,6 +82,22 @@ async def upcoming(
 async def next_session(uow: UnitOfWork, cohort: Cohort, now: datetime) -> Session | None:
     found = await upcoming(uow, cohort, now, 1)
     return found[0] if found else None
+
+
+async def queue_prompt(uow: UnitOfWork, cohort: Cohort, session: Session, text: str) -> None:
+    """Queue a prompt to be posted when `session` starts."""
+    await uow.add_notification(Notification(
+        key=f"prompt:{session.id}:{uuid.uuid4().hex[:12]}", kind=PROMPT, cohort_id=cohort.id,
+        session_id=session.id, due_at=session.starts_at,
+        stale_at=session.starts_at + timedelta(minutes=session.duration_min),
+        payload={"text": text},
+    ))
+
+
+def attach_prompt(prompt: Notification, session: Session) -> None:
+    """Carry a queued prompt over to `session` (its own is gone, or passed in a pause)."""
+    prompt.session_id, prompt.due_at = session.id, session.starts_at
+    prompt.stale_at = session.starts_at + timedelta(minutes=session.duration_min)
 
 
 async def current_or_next(uow: UnitOfWork, cohort: Cohort, now: datetime) -> Session | None:

@@ -22,12 +22,12 @@ from bot.domain.cohort_settings import (
     describe_setting,
 )
 from bot.domain.errors import NotAllowed, UserError
-from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member
-from bot.domain.planning import DERIVED
+from bot.domain.model import ACTIVE, ARCHIVED, PAUSED, SCHEDULED, Cohort, Member, Notification
+from bot.domain.planning import DERIVED, PROMPT
 from bot.domain.refs import UserRef
 from bot.domain.schedule import Schedule, describe, occurrences, parse_schedule_spec
 from bot.domain.timeparse import exact_utc, format_duration, format_wall
-from bot.service.cohort_state import roster, upcoming
+from bot.service.cohort_state import next_session, queue_prompt, roster, upcoming
 from bot.service.context import (
     Ctx,
     Handler,
@@ -175,18 +175,28 @@ async def show_cohort(ctx: Ctx, cmd: c.ShowCohort) -> Message:
     return lines(body)
 
 
-async def _replan(ctx: Ctx, cohort: Cohort, *, drop_future: bool = False) -> None:
-    """Re-plan the cohort's notifications after a change (same transaction)."""
+async def _replan(ctx: Ctx, cohort: Cohort, *, drop_future: bool = False) -> list[str]:
+    """Re-plan the cohort's notifications after a change (same transaction). Queued prompts
+    keep their session; those of sessions that go (a new schedule) are queued again for the
+    next session: their texts are returned."""
     future = await ctx.uow.sessions_between(cohort.id, ctx.now, ctx.now + timedelta(days=800),
                                             include_cancelled=True)
+    carried: list[str] = []
     for s in future:
         gone = drop_future and s.origin == "schedule"
-        # (queued prompts keep their session unless the session itself goes)
+        if gone:
+            carried += [str(n.payload.get("text", "")) for n in await ctx.uow.find(
+                Notification, session_id=s.id, kind=PROMPT, status="pending")]
         await ctx.uow.void_pending(session_id=s.id, kinds=None if gone else DERIVED)
         if gone:
             await ctx.uow.delete(s)
     await ctx.uow.flush()
     await plan_cohort(ctx.uow, cohort, ctx.now, ctx.policy)
+    session = await next_session(ctx.uow, cohort, ctx.now) if carried else None
+    if session is not None:
+        for text in carried:
+            await queue_prompt(ctx.uow, cohort, session, text)
+    return carried
 
 
 async def set_schedule(ctx: Ctx, cmd: c.SetSchedule) -> Message:
@@ -209,9 +219,18 @@ async def set_schedule(ctx: Ctx, cmd: c.SetSchedule) -> Message:
     co.zone = sched.zone
     # A new schedule replaces the old one's future sessions (and their cancellations or
     # moves); one-off added sessions stay.
-    await _replan(ctx, co, drop_future=True)
-    skipped = ([f"Left out, being in the past: {', '.join(format_wall(d) for d in past)}."]
-               if past else [])
+    prompts = await _replan(ctx, co, drop_future=True)
+    skipped: list[Message | str] = (
+        [f"Left out, being in the past: {', '.join(format_wall(d) for d in past)}."]
+        if past else [])
+    if prompts:
+        first = await next_session(ctx.uow, co, ctx.now)
+        skipped.append(
+            Message.of(f"{plural(len(prompts), 'queued prompt')} will be posted when the next "
+                       "session starts: ", When(first.starts_at, co.zone), ".")
+            if first else
+            f"{plural(len(prompts), 'queued prompt')} dropped: the schedule has no session "
+            "to post them in.")
     return lines([
         Message.of("Schedule for ", Strong(co.name), f": {describe(sched)}."),
         *skipped,

@@ -152,9 +152,10 @@ class Dispatcher:
         tidings = self._links.batch()
         async with self._uow() as uow:
             for notice in await uow.claim_notifications(now, size):
-                if await fire(uow, notice, now, self._policy, self._directories, tidings):
+                fired = await fire(uow, notice, now, self._policy, self._directories, tidings)
+                if fired:
                     outcomes["late" if notice.late else "on_time"] += 1
-                else:
+                elif fired is not None:
                     outcomes["dropped"] += 1
                 await plan_next(uow, notice)
             await uow.commit()

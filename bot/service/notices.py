@@ -18,6 +18,7 @@ from bot.domain import planning as p
 from bot.domain.cohort_settings import CohortSettings
 from bot.domain.model import (
     ACTIVE,
+    PAUSED,
     SCHEDULED,
     Action,
     ActionReview,
@@ -31,7 +32,7 @@ from bot.domain.timeparse import format_duration
 from bot.service.api import Policy
 from bot.service.authors import Tidings
 from bot.service.checkins import ANSWER_WORDS, open_actions, tally
-from bot.service.cohort_state import fix_cast, load_roster
+from bot.service.cohort_state import attach_prompt, fix_cast, load_roster, next_session
 from bot.service.context import queue_message, zone_of
 from bot.service.ports import Directory, UnitOfWork
 from bot.service.questions import scheduled_release
@@ -230,11 +231,18 @@ FIRE: dict[str, Callable[[Firing], Awaitable[None]]] = {
 async def fire(
     uow: UnitOfWork, notice: Notification, now: datetime, policy: Policy,
     directories: dict[str, Directory], tidings: Tidings | None = None,
-) -> bool:
-    """Fire one claimed notification. Returns False if it was dropped instead. What authors
-    are to be told (a release) goes into `tidings`."""
+) -> bool | None:
+    """Fire one claimed notification. Returns False if it was dropped instead, None if it
+    waits for a later session. What authors are to be told (a release) goes into `tidings`."""
     cohort = await uow.get(Cohort, notice.cohort_id)
     session = await uow.get(Session, notice.session_id) if notice.session_id else None
+    if cohort is not None and cohort.status == PAUSED and notice.kind == p.PROMPT:
+        # A prompt is for the group, which a pause does not meet: it waits for the first
+        # session after it.
+        following = await next_session(uow, cohort, now)
+        if following is not None:
+            attach_prompt(notice, following)
+            return None
     notice.fired_at = now
     if now >= notice.stale_at:
         notice.status = "dropped"

@@ -3,7 +3,6 @@ role overrides, cancel/move/add, prompts and the guided phases of a running sess
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,6 +26,7 @@ from bot.domain.planning import DERIVED, PHASE, PROMPT, phase_notices
 from bot.domain.timeparse import exact_utc, format_local
 from bot.service.cohort_state import (
     Cast,
+    attach_prompt,
     casts,
     current_or_next,
     day_span,
@@ -35,6 +35,7 @@ from bot.service.cohort_state import (
     load_roster,
     local_day,
     next_session,
+    queue_prompt,
     resolve_day,
     upcoming,
 )
@@ -310,8 +311,7 @@ async def move_session(ctx: Ctx, cmd: c.MoveSession) -> Message:
     session.starts_at, session.rev = to, session.rev + 1
     for queued in await ctx.uow.find(Notification, session_id=session.id, kind=PROMPT,
                                      status="pending"):  # prompts move with their session
-        queued.due_at = to
-        queued.stale_at = to + timedelta(minutes=session.duration_min)
+        attach_prompt(queued, session)
     await ctx.uow.flush()
     await plan_session(ctx.uow, co, session, ctx.now)
     await ctx.post(Message.of(Strong(f"{co.name}: a session moved"), " from ",
@@ -356,12 +356,7 @@ async def post_prompt(ctx: Ctx, cmd: c.PostPrompt) -> Message:
     session = await next_session(ctx.uow, co, ctx.now)
     if session is None:
         raise ctx.fail(f"{co.name} has no upcoming session to attach it to.")
-    await ctx.uow.add_notification(Notification(
-        key=f"prompt:{session.id}:{uuid.uuid4().hex[:12]}", kind=PROMPT, cohort_id=co.id,
-        session_id=session.id, due_at=session.starts_at,
-        stale_at=session.starts_at + timedelta(minutes=session.duration_min),
-        payload={"text": cmd.text},
-    ))
+    await queue_prompt(ctx.uow, co, session, cmd.text)
     return Message.of("The prompt will be posted when the session starts: ",
                       When(session.starts_at, await _zone(ctx)), ".")
 

@@ -26,6 +26,36 @@ async def test_queued_prompt_follows_a_moved_session(harness: Harness) -> None:
     assert harness.channel_posts().count("Prompt: Bring one example") == 1
 
 
+async def test_queued_prompt_survives_a_new_schedule(harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("fay", "prompt next Bring one example")
+    reply = await harness.say("root", "cohort schedule weekly wed 10:00 Europe/London for 90m")
+    assert "1 queued prompt will be posted when the next session starts: Wed 2 Dec 2026, " \
+        "10:00 GMT." in reply
+    await harness.advance("2d")  # Wed 2 Dec 09:00: not yet
+    assert "Prompt: Bring one example" not in harness.channel_posts()
+    await harness.advance("2h")
+    assert harness.channel_posts().count("Prompt: Bring one example") == 1
+    # Dates instead of a weekly rule: the prompt goes to the first of them.
+    await harness.say("fay", "prompt next Read the case first")
+    reply = await harness.say("root", "cohort schedule dates 2026-12-03 10:00, 2026-12-10 10:00")
+    assert "will be posted when the next session starts: Thu 3 Dec" in reply
+    await harness.advance("1d2h")
+    assert harness.channel_posts().count("Prompt: Read the case first") == 1
+
+
+async def test_a_prompt_due_in_a_pause_waits_for_the_first_session_after_it(
+        harness: Harness) -> None:
+    await harness.setup_cohort()
+    await harness.say("fay", "prompt next Bring one example")
+    await harness.say("root", "cohort pause")
+    await harness.advance("1d6h")  # Tue 1 Dec 14:00 passes while paused
+    assert "Prompt: Bring one example" not in harness.channel_posts()
+    await harness.say("root", "cohort resume")
+    await harness.advance("7d")  # Tue 8 Dec 14:00: the first session after the pause
+    assert harness.channel_posts().count("Prompt: Bring one example") == 1
+
+
 async def test_session_add_on_a_taken_slot_is_refused(harness: Harness) -> None:
     await harness.setup_cohort()
     reply = await harness.say("fay", "session add 2026-12-08 14:00")
