@@ -4,7 +4,8 @@ A laid-out message (`card`) becomes HTML with the same structure as Slack's bloc
 title a heading, paragraphs, items a list, the note in italics; `body` is the plain text.
 
 Every event carries `m.mentions`: Matrix clients then notify only the users listed there and
-ignore names or `@room` in the body, so user text can never ping anyone. Mentions render as
+ignore names or `@room` in the body, so user text can never ping anyone (and a quiet mention
+is a pill that notifies nobody). Mentions render as
 pills (`https://matrix.to/#/@user:server` links) with a plain-text fallback.
 """
 
@@ -35,7 +36,7 @@ def render(
     for it); `ping`: notify the mentioned users (reminders, announcements); `reply_to`: the
     event id this answers."""
     rich = _layout(message) if message.layout else _rich(message.parts)
-    mentioned = sorted({m.id for m in message.mentions()}) if ping else []
+    mentioned = sorted({m.id for m in message.pings()}) if ping else []
     content: dict[str, Any] = {
         "msgtype": "m.notice" if notice else "m.text",
         "body": _plain(message.parts),

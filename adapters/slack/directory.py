@@ -93,6 +93,16 @@ class SlackDirectory:
         tz = info.get("tz") if info else None
         return tz if isinstance(tz, str) and tz else None
 
+    async def name(self, user: UserRef, tenant: str | None) -> str | None:
+        """The name Slack shows for `user` (display name, else full name), if known."""
+        info = await self._user(user, tenant or "slack")
+        profile = info.get("profile") if info else None
+        for found in ((profile or {}).get("display_name"), (profile or {}).get("real_name"),
+                      (info or {}).get("real_name"), (info or {}).get("name")):
+            if isinstance(found, str) and found.strip():
+                return found.strip()
+        return None
+
     async def is_admin(self, user: UserRef, place: ChannelRef | None, tenant: str) -> bool:
         # A workspace's admins rule every place of it; the place itself does not matter.
         info = await self._user(user, tenant)

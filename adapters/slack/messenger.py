@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,7 +31,7 @@ from adapters.slack import render
 from adapters.slack.pacing import Pacer
 from adapters.slack.workspaces import NOT_INSTALLED, OneWorkspace, Router
 from bot import metrics
-from bot.chat.message import Message
+from bot.chat.message import Mention, Message
 from bot.domain.refs import ChannelRef, UserRef
 from bot.service.ports import DeliveryError, Outgoing
 
@@ -133,6 +133,8 @@ class SlackMessenger:
         self._not_posted: set[int] = set()  # outbox ids whose last try surely posted nothing
         self._alerted: dict[tuple[str, str], float] = {}
         self._dead_tokens: set[str] = set()  # in memory only, never logged
+        #: Looks up the name Slack shows for a person (for quiet mentions).
+        self.names: Callable[[UserRef, str | None], Awaitable[str | None]] | None = None
 
     def bind(self, client: AsyncWebClient | Router,
              admins: Callable[[], frozenset[tuple[str, str]]]) -> None:
@@ -172,7 +174,8 @@ class SlackMessenger:
                          out.key)
                 return ts
         try:
-            ts = await self.post(channel, out.message, outbox_id=out.outbox_id, client=client)
+            ts = await self.post(channel, await self._named(out), outbox_id=out.outbox_id,
+                                 client=client)
         except DeliveryError as e:
             if e.reason in UNKNOWN_OUTCOME or e.reason.startswith("http_5"):
                 self._unknown.setdefault(out.outbox_id, (channel, time.time()))
@@ -183,6 +186,18 @@ class SlackMessenger:
         self._unknown.pop(out.outbox_id, None)
         self._not_posted.discard(out.outbox_id)
         return ts
+
+    async def _named(self, out: Outgoing) -> Message:
+        """The message with its quiet mentions as names, where Slack knows them."""
+        quiet = {p.user for p in out.message.parts if isinstance(p, Mention) and p.quiet}
+        if not quiet or self.names is None:
+            return out.message
+        names = {}
+        for user in quiet:
+            name = await self.names(user, out.tenant)
+            if name:
+                names[user.id] = name
+        return render.named(out.message, names)
 
     async def edit(self, out: Outgoing, message_id: str) -> None:
         """chat.update of a message the bot posted (`message_id` is its ts)."""

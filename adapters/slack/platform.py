@@ -129,6 +129,7 @@ class SlackPlatform:
         self.workspaces: ManyWorkspaces | None = None
         self.messenger = SlackMessenger()
         self.directory = SlackDirectory()
+        self.messenger.names = self.directory.name
         self.background = Background()
         self.app: AsyncApp | None = None
         self.listeners: Listeners | None = None

@@ -10,6 +10,7 @@ sees their own zone; the fallback is the core's rendering in the zone it chose.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from bot.chat.message import ITEM, NOTE, TITLE, Action, Mention, Message, Strong, Text, When
@@ -54,10 +55,19 @@ def _strong(text: str) -> str:
 
 
 def mention(part: Mention) -> str:
+    """A Slack mention, which notifies; a quiet one (its name not looked up) as plain text."""
     user = part.user
-    if user.platform == "slack" and _USER_ID.match(user.id):
+    if user.platform == "slack" and _USER_ID.match(user.id) and not part.quiet:
         return f"<@{user.id}>"
     return escape("@" + user.id)
+
+
+def named(message: Message, names: dict[str, str]) -> Message:
+    """`message` with each quiet mention as the person's name (plain text: Slack notifies
+    everyone a `<@U…>` names, so a quiet mention cannot be one)."""
+    return replace(message, parts=tuple(
+        Text("@" + names[p.user.id]) if isinstance(p, Mention) and p.quiet
+        and p.user.id in names else p for p in message.parts))
 
 
 def text(message: Message) -> str:

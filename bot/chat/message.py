@@ -36,7 +36,11 @@ class Strong:
 
 @dataclass(frozen=True, slots=True)
 class Mention:
+    """A person, named so that they are notified; `quiet`: named without notifying them
+    (they have heard enough about this session)."""
+
     user: UserRef
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +137,15 @@ class Message:
     def mentions(self) -> tuple[UserRef, ...]:
         return tuple(p.user for p in self.parts if isinstance(p, Mention))
 
+    def pings(self) -> tuple[UserRef, ...]:
+        """The people this message notifies (its mentions that are not quiet)."""
+        return tuple(p.user for p in self.parts if isinstance(p, Mention) and not p.quiet)
+
     def to_json(self) -> dict[str, Any]:
         parts: list[dict[str, str]] = []
         for p in self.parts:
             if isinstance(p, Mention):
-                parts.append({"m": str(p.user)})
+                parts.append({"m": str(p.user), "q": "1"} if p.quiet else {"m": str(p.user)})
             elif isinstance(p, Strong):
                 parts.append({"b": p.text})
             elif isinstance(p, When):
@@ -156,7 +164,7 @@ class Message:
         parts: list[Part] = []
         for p in data.get("parts", []):
             if "m" in p:
-                parts.append(Mention(UserRef.parse(p["m"])))
+                parts.append(Mention(UserRef.parse(p["m"]), quiet=bool(p.get("q"))))
             elif "b" in p:
                 parts.append(Strong(p["b"]))
             elif "w" in p:

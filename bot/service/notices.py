@@ -7,7 +7,8 @@ closed + summary queued" and "questions numbered + posts queued" each happen all
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -72,13 +73,36 @@ class Firing:
         return f"{self.policy.prefix_for(platform)} {text}"
 
 
-def _cast_lines(roles: dict[str, int], by_id: dict[int, Member]) -> list[Message]:
+#: Pings per member and session cycle: the role announcement (role holders), the check-in and
+#: its nudge (members with open actions) and the last reminder all count. A member who has
+#: had this many is named in the last reminder without being notified, and gets no nudge.
+PINGS_PER_CYCLE = 2
+
+
+def _cast_lines(roles: dict[str, int], by_id: dict[int, Member],
+                quiet: frozenset[int] = frozenset()) -> list[Message]:
     out: list[Message] = []
     for role, member_id in roles.items():
         member = by_id.get(member_id)
         if member is not None:
-            out.append(Message.of(f"{role}: ", Mention(member.user)))
+            out.append(Message.of(f"{role}: ", Mention(member.user, quiet=member_id in quiet)))
     return out
+
+
+def _pinged(f: Firing, member_ids: Iterable[int]) -> None:
+    """Note on the notification being fired whom it notified (member ids)."""
+    f.notice.payload = {**f.notice.payload, "to": sorted(set(member_ids))}
+
+
+async def _pings_so_far(f: Firing) -> Counter[int]:
+    """How often each member was notified about this session already."""
+    assert f.session is not None
+    counts: Counter[int] = Counter()
+    for kind in (p.ANNOUNCE, p.CHECKIN, p.NUDGE):
+        for n in await f.uow.find(Notification, session_id=f.session.id, kind=kind,
+                                  status="fired"):
+            counts.update(int(i) for i in n.payload.get("to", ()))
+    return counts
 
 
 async def announce(f: Firing) -> None:
@@ -87,6 +111,7 @@ async def announce(f: Firing) -> None:
     cast = await fix_cast(f.uow, f.cohort, f.session, team)
     by_id = {m.id: m for m in team.members}
     away = len(team.members) - len(cast.present)
+    _pinged(f, (i for i in cast.roles.values() if i in by_id))
     await f.to_channel(card(
         f"Roles for {f.cohort.name}",
         Message.of("For the session on ", When(f.session.starts_at, f.cohort.zone), ":"),
@@ -115,18 +140,22 @@ async def reminder(f: Firing) -> None:
     if settings.reminders_to in ("channel", "both") and not ping_channel:
         await f.to_channel(card(title, when, note=f"{f.cmd('next')} shows your role.",
                                 one_line=True))
+    # Whoever has heard of this session twice already is named, not notified again.
+    enough = frozenset(i for i, n in (await _pings_so_far(f)).items() if n >= PINGS_PER_CYCLE)
     if ping_channel:
-        roles = _cast_lines(cast, by_id)
+        roles = _cast_lines(cast, by_id, enough)
         consulting = [m for m in present if m.id not in cast.values()]
         if consulting:
             parts: list[Text | Mention] = [Text("consulting: ")]
             for i, m in enumerate(consulting):
                 parts += [Text(", ")] if i else []
-                parts.append(Mention(m.user))
+                parts.append(Mention(m.user, quiet=m.id in enough))
             roles.append(Message(tuple(parts)))
         await f.to_channel(card(title, when, roles, one_line=True))
     if settings.reminders_to in ("dm", "both") and last:
         for m in present:
+            if m.id in enough:
+                continue
             held = [r for r, mid in cast.items() if mid == m.id]
             zone = await f.zone(m.user)
             await f.to_user(m.user, card(
@@ -137,10 +166,15 @@ async def reminder(f: Firing) -> None:
 async def checkin(f: Firing, *, nudge: bool = False) -> None:
     assert f.session is not None
     present = (await load_roster(f.uow, f.cohort)).present(f.session, f.cohort.zone)
+    pinged = await _pings_so_far(f) if nudge else Counter[int]()
+    told: list[int] = []
     for m in present:
         actions = [a for a in await open_actions(f.uow, m.id) if a.created_at < f.session.starts_at]
         if not actions or (nudge and all(a.answer for a in actions)):
             continue
+        if pinged[m.id] >= PINGS_PER_CYCLE:
+            continue  # (notified twice already: the check-in stays open all the same)
+        told.append(m.id)
         form = Message((), (Button("Check in", "checkin"),))
         if nudge:  # one short line: the check-in itself came a day ago
             await f.to_user(m.user, Message.of(
@@ -157,6 +191,7 @@ async def checkin(f: Firing, *, nudge: bool = False) -> None:
             note=f"Answer with {f.cmd('action done|partly|notyet|drop <n> [note]')}; you can "
                  "change an answer until the session starts.",
         ) + form)
+    _pinged(f, told)
 
 
 async def nudge(f: Firing) -> None:

@@ -246,10 +246,12 @@ async def test_notifications_are_laid_out_as_header_sections_and_context(
     assert everyone == ("section", "Everyone else consults.")
     assert swap == ("context", "Need to swap? /cohort swap &lt;role&gt; @member")
     last = next(p for title, p in posts.items()
-                if title.startswith("*Reminder: Peer A meets in 1 h"))
+                if title.startswith("*Reminder: Peer A meets in 1 h") and date in title)
     assert [t for t, _ in shape(last)] == ["header", "section", "section"]
     cast_text = shape(last)[2][1]
     assert cast_text.startswith("• case-giver: <@U") and "\n• timekeeper: " in cast_text
+    # Alice heard of this session twice (her role, her check-in): named, not notified.
+    assert W.alice not in cast_text and "• note-taker: @alice\n" in cast_text, cast_text
     summary = next(p for title, p in posts.items() if title == "*Check-in summary for Peer A*")
     assert shape(summary) == [
         ("header", "Check-in summary for Peer A"),

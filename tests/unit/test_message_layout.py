@@ -176,3 +176,19 @@ def _mrkdwn(value: Any) -> list[str]:
     if isinstance(value, list):
         return [t for v in value for t in _mrkdwn(v)]
     return []
+
+
+def test_a_quiet_mention_names_without_notifying() -> None:
+    ana, ben = UserRef("matrix", "@ana:example.org"), UserRef("matrix", "@ben:example.org")
+    message = Message.of("moderator: ", Mention(ana, quiet=True), ", consulting: ", Mention(ben))
+    assert Message.from_json(message.to_json()) == message
+    assert message.pings() == (ben,) and message.mentions() == (ana, ben)
+    content = matrix(message, ping=True)
+    assert content["m.mentions"] == {"user_ids": ["@ben:example.org"]}
+    assert 'href="https://matrix.to/#/@ana:example.org"' in content["formatted_body"]
+    # Slack notifies whoever a <@U…> names: a quiet mention is the person's name, as text.
+    alice, bob = UserRef("slack", "U0ALICE01"), UserRef("slack", "U0BOB0001")
+    message = Message.of(Mention(alice, quiet=True), " ", Mention(bob), " ",
+                         Mention(UserRef("slack", "U0CAROL01"), quiet=True))
+    shown = slack.text(slack.named(message, {"U0ALICE01": "<!here> Alice"}))
+    assert shown == "@&lt;!here&gt; Alice <@U0BOB0001> @U0CAROL01"
