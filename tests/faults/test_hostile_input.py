@@ -119,7 +119,8 @@ def assert_cannot_ping(message: Message, known: set[UserRef]) -> None:
         assert notified <= ({u.id for u in mentioned} if ping else set()), notified
         for tag in _HTML_TAG.finditer(content["formatted_body"]):
             name = tag[2].lower()
-            assert name in ("a", "strong", "br"), (tag[0], content["formatted_body"])
+            assert name in ("a", "strong", "br", "h4", "p", "ul", "li", "em"), (
+                tag[0], content["formatted_body"])
             if name == "a" and not tag[1]:
                 href = re.fullmatch(r' href="([^"]*)"', tag[3])
                 assert href is not None and href[1] in pills, tag[0]

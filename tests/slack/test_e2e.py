@@ -197,10 +197,12 @@ async def test_scheduled_announcement_checkin_modal_reminder_and_summary(bot: Sl
     assert note_block["element"]["initial_value"] == "finished it"
     fake.close_modal(W.alice)
 
-    # One minute before: the reminder, with the cast and everyone else mentioned.
+    # One minute before: the reminder, with the cast mentioned; Alice, who heard of this
+    # session twice (her role, her check-in), is named without a ping.
     reminder = await bot.post("*Reminder: Peer A meets in 1 min*", timeout=120)
     assert when in reminder["text"]
-    assert set(MENTION.findall(reminder["text"])) == members
+    assert set(MENTION.findall(reminder["text"])) == members - {W.alice}
+    assert ": @alice\n" in reminder["text"] + "\n"
 
     # At the start: the summary counts Alice's answer (her note stays hers: she does not
     # share her check-ins).
