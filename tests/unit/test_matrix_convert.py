@@ -94,7 +94,8 @@ def test_fallback_and_html_helpers() -> None:
     assert html_to_text("a<br>b &lt;c&gt; <b>bold</b>") == "a\nb <c> bold"
 
 
-def _tags(html: str) -> list[str]:
+def tags(html: str) -> list[str]:
+    """The start tags in `html`, in order."""
     found: list[str] = []
 
     class P(HTMLParser):
@@ -128,4 +129,4 @@ def test_user_text_never_pings_and_never_becomes_markup(text: str) -> None:
     content = render(Message((Text(text),)), ping=True)
     assert content["m.mentions"] == {}
     assert content["body"] == text
-    assert _tags(content["formatted_body"]) in ([], ["br"] * text.count("\n"))
+    assert tags(content["formatted_body"]) in ([], ["br"] * text.count("\n"))

@@ -4,7 +4,6 @@ text that stays whole wherever layout is lost."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from typing import Any
 
 from hypothesis import given
@@ -27,6 +26,7 @@ from bot.chat.message import (
     lines,
 )
 from bot.domain.refs import UserRef
+from tests.unit.test_matrix_convert import tags
 
 ANA = UserRef("slack", "U0ANA0001")
 AT = When(datetime(2026, 12, 8, 14, 0, tzinfo=UTC), "Europe/London")
@@ -151,22 +151,11 @@ def test_no_user_text_in_a_card_becomes_markup_or_a_ping(
     message = card(title, body, items, note=note)
     content = matrix(message, ping=True)
     assert content["m.mentions"] == {}
-    assert set(_tags(content["formatted_body"])) <= {"h4", "p", "ul", "li", "em", "br"}
-    assert _tags(content["formatted_body"]).count("li") == len(items)
+    assert set(tags(content["formatted_body"])) <= {"h4", "p", "ul", "li", "em", "br"}
+    assert tags(content["formatted_body"]).count("li") == len(items)
     for block in slack.blocks(message) or []:
         for text in _mrkdwn(block):
             assert "<" not in text and ">" not in text
-
-
-def _tags(html: str) -> list[str]:
-    found: list[str] = []
-
-    class P(HTMLParser):
-        def handle_starttag(self, tag: str, attrs: Any) -> None:
-            found.append(tag)
-
-    P().feed(html)
-    return found
 
 
 def _mrkdwn(value: Any) -> list[str]:
