@@ -16,7 +16,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import ConfigError, Settings
-from bot.db.engine import create_engine, pending_migrations, session_factory, upgrade
+from bot.db.engine import (
+    SchemaTooNew,
+    create_engine,
+    pending_migrations,
+    session_factory,
+    upgrade,
+)
 from bot.db.uow import SqlUnitOfWorkFactory
 from bot.domain.refs import UserRef
 from bot.logs import quiet_libraries
@@ -70,8 +76,12 @@ def policy_from(settings: Settings, *, extra_admins: tuple[UserRef, ...] = ()) -
 
 
 def ensure_schema(url: str) -> list[str]:
-    """Apply pending migrations; returns the revisions applied (empty when up to date)."""
-    pending = pending_migrations(url)
+    """Apply pending migrations; returns the revisions applied (empty when up to date). A
+    schema newer than this version is a `ConfigError`."""
+    try:
+        pending = pending_migrations(url)
+    except SchemaTooNew as e:
+        raise ConfigError(str(e)) from None
     if pending:
         upgrade(url)
     return pending

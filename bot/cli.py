@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import click
 
+from bot.chat.message import plural
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
 
@@ -25,6 +26,18 @@ def _settings(ctx: click.Context) -> Settings:
     except ConfigError as e:
         for line in e.problems:  # every problem found, one line each
             click.echo(line, err=True)
+        sys.exit(2)
+
+
+def _schema(settings: Settings) -> list[str]:
+    """Migrate the database (the revisions applied); a schema newer than this version stops
+    the command with one line."""
+    from bot.bootstrap import ensure_schema
+
+    try:
+        return ensure_schema(settings.database.url)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
         sys.exit(2)
 
 
@@ -76,7 +89,6 @@ def export_person(ctx: click.Context, person: str, tenant: str | None) -> None:
     slack:U0123 or matrix:@ana:example.org), for a subject-access request."""
     import json
 
-    from bot.bootstrap import ensure_schema
     from bot.db.engine import create_engine, session_factory
     from bot.db.uow import SqlUnitOfWorkFactory
     from bot.domain.refs import UserRef
@@ -97,7 +109,7 @@ def export_person(ctx: click.Context, person: str, tenant: str | None) -> None:
         finally:
             await engine.dispose()
 
-    ensure_schema(settings.database.url)
+    _schema(settings)
     click.echo(json.dumps(asyncio.run(read()), indent=2, ensure_ascii=False))
 
 
@@ -105,12 +117,11 @@ def export_person(ctx: click.Context, person: str, tenant: str | None) -> None:
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Apply pending database migrations."""
-    from bot.bootstrap import ensure_schema
-
     settings = _settings(ctx)
     setup_logging(settings.bot.log_level, settings.bot.log_format)
-    applied = ensure_schema(settings.database.url)
-    click.echo(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+    applied = _schema(settings)
+    click.echo(f"applied {plural(len(applied), 'migration')}" if applied
+               else "database is up to date")
 
 
 def _parse_start(value: str | None) -> datetime:
@@ -175,12 +186,10 @@ async def _shell(settings: Settings, *, user: str, channel: str, simulated: bool
 
 
 def _prepare(settings: Settings) -> None:
-    from bot.bootstrap import ensure_schema
-
     setup_logging(settings.bot.log_level, settings.bot.log_format)
-    applied = ensure_schema(settings.database.url)
+    applied = _schema(settings)
     if applied:
-        log.info("applied %d migration(s)", len(applied))
+        log.info("applied %s", plural(len(applied), "migration"))
 
 
 @main.command()
@@ -342,7 +351,6 @@ def matrix_reset_cross_signing(ctx: click.Context, yes: bool) -> None:
 
     Takes the account's password (matrix.password, else asked for). Members' clients then
     show that the bot's identity changed."""
-    from bot.bootstrap import ensure_schema
     from bot.db.engine import create_engine, session_factory
     from bot.db.matrix_cross_signing import SqlCrossSigningKeys
 
@@ -370,7 +378,7 @@ def matrix_reset_cross_signing(ctx: click.Context, yes: bool) -> None:
 
     from adapters.matrix.account import AccountError
 
-    ensure_schema(settings.database.url)
+    _schema(settings)
     try:
         click.echo(asyncio.run(reset()))
     except AccountError as e:

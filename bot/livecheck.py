@@ -1,6 +1,7 @@
 """`cohortbot check-config --live`: try what the configuration points at, one line each.
 
-The database (connect and read, never create or migrate), the Slack bot token
+The database (connect and read its schema's revision, never create or migrate; it says
+how many migrations the next start will apply), the Slack bot token
 (`auth.test`), the Matrix homeserver and the Matrix account (`whoami` with the stored
 access token; it never logs in, so no device is made). A line says ok or what failed; it
 never holds a secret or an exception's text beyond its kind and the server's own code.
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import Settings
 from bot.db.copy import describe
-from bot.db.engine import sync_url
+from bot.db.engine import revisions_after, sync_url
 
 CONNECT_TIMEOUT = 10
 _MISSING = "cannot be tried: install the {extra} extra (pip install 'cohortbot[{extra}]')"
@@ -60,7 +61,7 @@ def check_database(url: str) -> tuple[bool, str]:
                        if "alembic_version" in tables else None)
         except sqlite3.Error as e:
             return False, f"{where} cannot be read ({_sqlite_reason(e)})"
-        return True, _schema(where, str(row[0]) if row else None)
+        return _schema(where, str(row[0]) if row else None)
     engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool, hide_parameters=True,
                               connect_args={"connect_timeout": CONNECT_TIMEOUT})
     try:
@@ -72,7 +73,7 @@ def check_database(url: str) -> tuple[bool, str]:
         return False, f"cannot use {where} ({_pg_reason(e, u.password)})"
     finally:
         engine.dispose()
-    return True, _schema(where, revision)
+    return _schema(where, revision)
 
 
 def _writable(folder: Path) -> bool:
@@ -81,10 +82,18 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def _schema(where: str, revision: str | None) -> str:
+def _schema(where: str, revision: str | None) -> tuple[bool, str]:
     if revision is None:
-        return f"{where}, no schema yet (the first start or `cohortbot migrate` makes it)"
-    return f"{where}, schema revision {revision}"
+        return True, f"{where}, no schema yet (the first start or `cohortbot migrate` makes it)"
+    pending = revisions_after(revision)
+    if pending is None:
+        return False, (f"{where}, schema revision {revision}, which is newer than this "
+                       "version of cohortbot")
+    if pending:
+        return True, (f"{where}, schema revision {revision}, {len(pending)} "
+                      f"migration{'s' if len(pending) != 1 else ''} to apply (the next start "
+                      "or `cohortbot migrate` applies them)")
+    return True, f"{where}, schema revision {revision} (up to date)"
 
 
 def _sqlite_reason(e: sqlite3.Error) -> str:

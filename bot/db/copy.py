@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from bot.db.engine import pending_migrations, sync_url, upgrade
+from bot.db.engine import SchemaTooNew, pending_migrations, sync_url, upgrade
 from bot.db.tables import metadata
 
 BATCH_ROWS = 2000
@@ -182,10 +182,13 @@ def check_source(url: str) -> None:
         pending = pending_migrations(url)
     except sa.exc.SQLAlchemyError as e:
         raise CopyError(f"cannot read the source database: {_first_line(e)}") from None
+    except SchemaTooNew as e:
+        raise CopyError(f"the source database: {e}") from None
     if pending:
         raise CopyError("the source database is not at this version's schema "
-                        f"({len(pending)} migration(s) pending): run 'cohortbot migrate' "
-                        "on it first")
+                        f"({len(pending)} migration{'s' if len(pending) != 1 else ''} "
+                        "pending): run "
+                        "'cohortbot migrate' on it first")
 
 
 def first_nonempty_table(conn: Connection) -> str | None:

@@ -79,20 +79,42 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer version of cohortbot than this one."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(f"the database's schema (revision {revision}) is newer than this "
+                         "version of cohortbot: upgrade cohortbot, or use a backup made "
+                         "before the newer version ran")
+
+
 def pending_migrations(url: str) -> list[str]:
-    """Revisions not yet applied to the database at `url` (empty when up to date)."""
+    """Revisions not yet applied to the database at `url`, oldest first (empty when up to
+    date). Raises `SchemaTooNew` for a revision this version does not know."""
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine as create_sync_engine
 
-    script = ScriptDirectory.from_config(alembic_config(url))
     engine = create_sync_engine(sync_url(url))
     try:
         with engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
+            current = MigrationContext.configure(conn).get_current_heads()
     finally:
         engine.dispose()
-    heads = set(script.get_heads())
-    if current == heads:
-        return []
-    return [rev.revision for rev in script.walk_revisions() if rev.revision not in current]
+    pending = revisions_after(current[0] if current else None)
+    if pending is None:
+        raise SchemaTooNew(current[0])
+    return pending
+
+
+def revisions_after(revision: str | None) -> list[str] | None:
+    """The migrations that follow `revision` (None: an empty database), oldest first; None
+    when this version does not know `revision` (the database is newer than the code)."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import ResolutionError
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        found = script.iterate_revisions("heads", revision or "base")
+        return [r.revision for r in reversed(list(found))]
+    except ResolutionError:
+        return None

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
+from bot.db.engine import pending_migrations, revisions_after, upgrade
 from tests.conftest import PG_URL
 from tests.support.slack import WORKSPACE, FakeSlack
 from tests.support.synapse import RegisteredUser, SynapseServer
@@ -146,15 +147,39 @@ def test_a_token_of_another_account_or_none_at_all(tmp_path: Path,
     assert devices(synapse, bot) == before
 
 
-def test_sqlite_ok_missing_or_not_a_database(tmp_path: Path) -> None:
-    good = tmp_path / "good.db"
-    with sqlite3.connect(good) as conn:
+def _at_revision(path: Path, revision: str) -> Path:
+    with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
-        conn.execute("INSERT INTO alembic_version VALUES ('0042')")
+        conn.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
     conn.close()
+    return path
+
+
+def test_sqlite_ok_missing_or_not_a_database(tmp_path: Path) -> None:
+    head = revisions_after(None)
+    assert head
+    good = _at_revision(tmp_path / "good.db", head[-1])
     code, lines = live({"COHORTBOT_DATABASE__URL": f"sqlite:///{good}"})
     assert code == 0
-    assert lines[0] == f"database: ok: SQLite {good}, schema revision 0042"
+    assert lines[0] == f"database: ok: SQLite {good}, schema revision {head[-1]} (up to date)"
+    # An older schema is fine (the next start migrates it), and the line says how far behind.
+    old = _at_revision(tmp_path / "old.db", head[-3])
+    code, lines = live({"COHORTBOT_DATABASE__URL": f"sqlite:///{old}"})
+    assert code == 0
+    assert lines[0] == (f"database: ok: SQLite {old}, schema revision {head[-3]}, 2 migrations "
+                        "to apply (the next start or `cohortbot migrate` applies them)")
+    # One a newer version made is not: this version cannot run on it.
+    newer = _at_revision(tmp_path / "newer.db", "0042")
+    code, lines = live({"COHORTBOT_DATABASE__URL": f"sqlite:///{newer}"})
+    assert code == 1
+    assert lines[0] == (f"database: FAILED: SQLite {newer}, schema revision 0042, which is "
+                        "newer than this version of cohortbot")
+    result = CliRunner().invoke(main, ["migrate"], env={
+        "COHORTBOT_DATABASE__URL": f"sqlite:///{newer}"})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "the database's schema (revision 0042) is newer than this version of cohortbot: "
+        "upgrade cohortbot, or use a backup made before the newer version ran")
     code, lines = live({"COHORTBOT_DATABASE__URL": f"sqlite:///{tmp_path / 'new.db'}"})
     assert code == 0
     assert lines[0] == (f"database: ok: SQLite {tmp_path / 'new.db'} does not exist yet; the "
@@ -187,3 +212,15 @@ def test_a_platform_whose_extra_is_missing_fails_in_one_line(
         "matrix: FAILED: cannot be tried: install the matrix extra (pip install "
         "'cohortbot[matrix]')",
     ]
+
+
+def test_pending_migrations_are_those_after_the_database_revision(tmp_path: Path) -> None:
+    head = revisions_after(None)
+    assert head and len(head) >= 3
+    url = f"sqlite:///{tmp_path / 'partly.db'}"
+    upgrade(url, head[-3])
+    assert pending_migrations(url) == head[-2:]
+    result = CliRunner().invoke(main, ["migrate"], env={"COHORTBOT_DATABASE__URL": url})
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "applied 2 migrations"
+    assert pending_migrations(url) == []
