@@ -1,10 +1,14 @@
 """`cohortbot check-config --live`: try what the configuration points at, one line each.
 
-The database (connect and read its schema's revision, never create or migrate; it says
-how many migrations the next start will apply), the Slack bot token
-(`auth.test`), the Matrix homeserver and the Matrix account (`whoami` with the stored
-access token; it never logs in, so no device is made). A line says ok or what failed; it
-never holds a secret or an exception's text beyond its kind and the server's own code.
+- the database: connect and read its schema's revision (never create or migrate), and say
+  how many migrations the next start will apply;
+- Slack: the bot token (`auth.test`) and, for Socket Mode, the app-level token
+  (`apps.connections.open`);
+- Matrix: the homeserver, and the account (`whoami` with the stored access token; it never
+  logs in, so no device is made).
+
+A line says ok or what failed; it never holds a secret or an exception's text beyond its
+kind and the server's own code.
 """
 
 from __future__ import annotations
@@ -113,23 +117,27 @@ def _pg_reason(e: sa.exc.DBAPIError, password: str | None) -> str:
 async def run_checks(settings: Settings) -> list[Check]:
     ok, detail = await asyncio.to_thread(check_database, settings.database.url)
     checks = [Check(name="database", ok=ok, detail=detail)]
-    checks.append(await _slack(settings))
+    checks.extend(await _slack(settings))
     checks.extend(await _matrix(settings))
     return checks
 
 
-async def _slack(settings: Settings) -> Check:
+async def _slack(settings: Settings) -> list[Check]:
     s = settings.slack
     if s.bot_token is None:
         why = ("OAuth installs: each workspace's token is tried when it is used"
                if s.oauth else "no slack.bot_token configured")
-        return Check(name="slack", ok=None, detail=why)
+        return [Check(name="slack", ok=None, detail=why)]
     try:
-        from adapters.slack.probe import check_bot_token
+        from adapters.slack.probe import check_app_token, check_bot_token
     except ImportError:
-        return Check(name="slack", ok=False, detail=_MISSING.format(extra="slack"))
+        return [Check(name="slack", ok=False, detail=_MISSING.format(extra="slack"))]
     ok, detail = await check_bot_token(s.bot_token.get_secret_value(), s.api_base_url)
-    return Check(name="slack", ok=ok, detail=detail)
+    checks = [Check(name="slack", ok=ok, detail=detail)]
+    if s.mode == "socket" and s.app_token is not None:
+        ok, detail = await check_app_token(s.app_token.get_secret_value(), s.api_base_url)
+        checks.append(Check(name="slack app token", ok=ok, detail=detail))
+    return checks
 
 
 async def _matrix(settings: Settings) -> list[Check]:

@@ -67,6 +67,8 @@ def test_every_check_passes_on_good_values(tmp_path: Path, fake_slack_thread: Fa
     code, lines = live({
         "COHORTBOT_DATABASE__URL": PG_URL,
         "COHORTBOT_SLACK__BOT_TOKEN": WORKSPACE.bot_token,
+        "COHORTBOT_SLACK__MODE": "socket",
+        "COHORTBOT_SLACK__APP_TOKEN": WORKSPACE.app_token,
         "COHORTBOT_SLACK__API_BASE_URL": fake_slack_thread.api_url,
         **matrix_env(synapse, user, tmp_path / "store"),
     })
@@ -74,10 +76,11 @@ def test_every_check_passes_on_good_values(tmp_path: Path, fake_slack_thread: Fa
     assert lines[0].startswith("database: ok: PostgreSQL test on 127.0.0.1:5432")
     assert lines[1].startswith("slack: ok: bot ")
     assert f"({WORKSPACE.team_id})" in lines[1]
-    assert lines[2].startswith(f"matrix homeserver: ok: {synapse.base_url}, Matrix v1.")
-    assert lines[3] == (f"matrix account: ok: {user.user_id}, device {user.device_id}, token "
+    assert lines[2] == "slack app token: ok: Socket Mode accepts the app-level token"
+    assert lines[3].startswith(f"matrix homeserver: ok: {synapse.base_url}, Matrix v1.")
+    assert lines[4] == (f"matrix account: ok: {user.user_id}, device {user.device_id}, token "
                         f"from the saved login in {tmp_path / 'store' / 'session.json'}")
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert devices(synapse, user) == before  # whoami only: no login, no new device
     assert user.access_token not in "\n".join(lines)
 
@@ -89,6 +92,8 @@ def test_every_check_fails_on_a_bad_value(tmp_path: Path, fake_slack_thread: Fak
     code, lines = live({
         "COHORTBOT_DATABASE__URL": bad_pg,
         "COHORTBOT_SLACK__BOT_TOKEN": "xoxb-not-a-real-token",
+        "COHORTBOT_SLACK__MODE": "socket",
+        "COHORTBOT_SLACK__APP_TOKEN": "xapp-not-a-real-token",
         "COHORTBOT_SLACK__API_BASE_URL": fake_slack_thread.api_url,
         **matrix_env(synapse, user, tmp_path / "store",
                      COHORTBOT_MATRIX__ACCESS_TOKEN="syt_not_a_real_token"),
@@ -97,11 +102,13 @@ def test_every_check_fails_on_a_bad_value(tmp_path: Path, fake_slack_thread: Fak
     assert lines[0].startswith("database: FAILED: cannot use PostgreSQL nosuchdb on ")
     assert 'database "nosuchdb" does not exist' in lines[0]
     assert lines[1] == "slack: FAILED: Slack refused the bot token (invalid_auth)"
-    assert lines[2].startswith("matrix homeserver: ok: ")
-    assert lines[3] == ("matrix account: FAILED: the access token from matrix.access_token "
+    assert lines[2] == "slack app token: FAILED: Slack refused the app-level token (invalid_auth)"
+    assert lines[3].startswith("matrix homeserver: ok: ")
+    assert lines[4] == ("matrix account: FAILED: the access token from matrix.access_token "
                         "was refused (M_UNKNOWN_TOKEN)")
     out = "\n".join(lines)
-    for secret in ("hunter22", "xoxb-not-a-real-token", "syt_not_a_real_token"):
+    for secret in ("hunter22", "xoxb-not-a-real-token", "xapp-not-a-real-token",
+                   "syt_not_a_real_token"):
         assert secret not in out
 
 
