@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import click
 
@@ -253,18 +254,21 @@ def slack_manifest(ctx: click.Context, mode: str | None, url: str | None) -> Non
     settings = _settings(ctx)
     mode = mode or settings.slack.mode
     oauth = settings.slack.client_id is not None
+    def refuse(why: str) -> NoReturn:
+        click.echo(f"cohortbot slack-manifest: --url: {why}", err=True)
+        sys.exit(2)  # as click's own usage errors, in one line
+
     if url is not None:
         try:
             url = check_public_url(url)
         except ValueError as e:
-            click.echo(f"cohortbot slack-manifest: --url: {e}", err=True)
-            sys.exit(2)  # as click's own usage errors
+            refuse(str(e))
     if mode == "http" and not url:
-        raise click.UsageError("--url is required with --mode http (where Slack sends "
-                               "requests, e.g. https://bot.example.org).")
+        refuse("required with --mode http (where Slack sends requests, e.g. "
+               "https://bot.example.org).")
     if oauth and not url:
-        raise click.UsageError("--url is required with OAuth installs (slack.client_id is "
-                               "set): Slack sends installers back to <url>/slack/oauth_redirect.")
+        refuse("required with OAuth installs (slack.client_id is set): Slack sends "
+               "installers back to <url>/slack/oauth_redirect.")
     click.echo(render_manifest(mode=mode, url=url, command=settings.bot.command, oauth=oauth),
                nl=False)
 

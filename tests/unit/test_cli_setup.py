@@ -85,8 +85,14 @@ def test_slack_manifest_with_oauth_needs_the_url(tmp_path: Path) -> None:
     code, out, err = cli("--config", str(oauth_config(tmp_path)), "slack-manifest")
     assert code == 2
     assert out == ""
-    assert "--url is required with OAuth installs" in err
-    assert "Traceback" not in err
+    assert err == ("cohortbot slack-manifest: --url: required with OAuth installs "
+                   "(slack.client_id is set): Slack sends installers back to "
+                   "<url>/slack/oauth_redirect.\n")
+    # HTTP mode needs it too, and says so in one line.
+    code, out, err = cli("slack-manifest", "--mode", "http")
+    assert (code, out) == (2, "")
+    assert err == ("cohortbot slack-manifest: --url: required with --mode http (where Slack "
+                   "sends requests, e.g. https://bot.example.org).\n")
 
 
 # ------------------------------------------------------------------ check-config
