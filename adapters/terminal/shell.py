@@ -161,9 +161,10 @@ class Shell:
         replies = await self._handle(Invocation(user=UserRef(PLATFORM, self.user), text=text,
                                                 channel=channel,
                                                 seen_by_channel=channel is not None))
-        if channel is not None and any(r.withdraw for r in replies):
-            self.say(f"[{self.place}] ({self.user}'s message was removed: everyone here "
-                     "could see it)")
+        if any(r.withdraw for r in replies):
+            why = (": everyone here could see it" if channel is not None else
+                   ", so that it does not stay beside their name")
+            self.say(f"[{self.place}] ({self.user}'s message was removed{why})")
         for reply in replies:
             if reply.direct:
                 prefix = f"[dm:{self.user}]"

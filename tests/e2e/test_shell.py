@@ -168,8 +168,12 @@ def test_a_channel_is_seen_by_everyone_so_ask_there_is_refused(db: Path) -> None
     assert out[i + 3] == "[#peer-a] ana: /cohort upvote 1"
     assert out[i + 4] == "[#peer-a] (ana's message was removed: everyone here could see it)"
     assert out[i + 5].startswith("[dm:ana] Everyone in the channel can see that message")
-    # Typed in a direct conversation, it is taken (and the channel question never was).
+    # Typed in a direct conversation, it is taken (and the channel question never was), and
+    # the message is removed there too, as a Matrix bot redacts it.
     assert any(line.startswith("[private:ana] Your code: ") for line in out)
+    j = out.index("[dm:ana] ana: /cohort ask Am I the only one behind?")
+    assert out[j + 1] == ("[dm:ana] (ana's message was removed, so that it does not stay "
+                          "beside their name)")
     posted = [line for line in out if line.startswith("[#peer-a · ")]
     assert any(line.endswith("] Am I the only one behind?") for line in posted)
     assert not any("Is it only me who struggles?" in line for line in posted)
