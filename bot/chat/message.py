@@ -190,11 +190,16 @@ def _blank(part: Part) -> bool:
 
 def lines(items: Iterable[Message | str]) -> Message:
     """Join messages with newlines."""
-    out: Message | None = None
-    for item in items:
-        msg = Message.of(item) if isinstance(item, str) else item
-        out = msg if out is None else out + Message.of("\n") + msg
-    return out or Message()
+    messages = [Message.of(item) if isinstance(item, str) else item for item in items]
+    if any(m.layout for m in messages):  # (rare: the spans must shift, one join at a time)
+        out = messages[0] if messages else Message()
+        for msg in messages[1:]:
+            out = out + Message.of("\n") + msg
+        return out
+    parts: list[Part] = []
+    for i, msg in enumerate(messages):
+        parts += [Text("\n"), *msg.parts] if i else msg.parts
+    return Message(tuple(parts), tuple(a for m in messages for a in m.actions))
 
 
 def aside(text: str) -> Message:
